@@ -1,0 +1,47 @@
+# sdr_creds: PostgreSQL extension (PGXS) and its HTTP server.
+#
+#   make demo    throwaway cluster + server + demo data (installs what is missing)
+#   make test    every test against a throwaway cluster; ends "N passed, N failed"
+#   make install build and install the extension into the server found by pg_config
+
+EXTENSION  = sdr_creds
+MODULE_big = sdr_creds
+OBJS       = src/sdr_creds.o src/keyring.o src/crypto.o src/auth.o \
+             src/credentials.o src/api_keys.o src/json.o
+DATA       = sql/sdr_creds--1.0.sql
+REGRESS    = setup crypto auth credentials isolation privileges keyring
+REGRESS_OPTS = --dbname=sdr_creds_regress
+SHLIB_LINK = -lsodium
+PG_CPPFLAGS = -Isrc
+PG_CFLAGS  = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+EXTRA_CLEAN = $(SERVER) src/server/*.o results regression.diffs regression.out
+
+SERVER      = src/server/sdr_creds_server
+SERVER_SRCS = $(wildcard src/server/*.c)
+SERVER_CFLAGS = -O2 -g -Wall -Wextra -Werror -std=gnu11 -I$(shell pg_config --includedir 2>/dev/null)
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(wildcard $(PGXS)),)
+include $(PGXS)
+endif
+
+$(SERVER): $(SERVER_SRCS) $(wildcard src/server/*.h)
+	$(CC) $(SERVER_CFLAGS) -o $@ $(SERVER_SRCS) -L$(shell $(PG_CONFIG) --libdir) -lpq -lmicrohttpd
+
+server: $(SERVER)
+
+deps:
+	@test/deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all server
+	@$(MAKE) --no-print-directory install >/dev/null
+	@test/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all server
+	@$(MAKE) --no-print-directory install >/dev/null
+	@test/demo.sh
+
+.PHONY: server deps test demo

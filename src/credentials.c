@@ -1,0 +1,523 @@
+/*
+ * credentials.c: the SQL-callable credential functions (store, get by
+ * provider, get by id, list, delete) and key rotation.
+ *
+ * Each call finds its org (require_org), runs prepared SPI plans kept across
+ * calls, opens or seals the row's secrets and writes the JSON object once.
+ * The sealed plaintext is: access_token, a NUL byte, then the secret metadata
+ * as a JSON object.
+ */
+#include "sdr_creds.h"
+
+#include <sodium.h>
+
+#include "crypto.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "json.h"
+#include "keyring.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+#define LIST_MAX 1000
+#define ACCESS_TOKEN_MAX 16384
+#define DSN_MAX 2048
+#define METADATA_MAX 65536
+
+#define ROW_COLUMNS "id, org_id, provider, dsn, metadata, secrets, key_version, created_at, updated_at"
+enum
+{
+	C_ID = 1, C_ORG, C_PROVIDER, C_DSN, C_METADATA, C_SECRETS, C_KEY_VERSION, C_CREATED, C_UPDATED
+};
+
+typedef enum
+{
+	P_BY_PROVIDER, P_BY_ID, P_LIST, P_LOCK, P_UPDATE, P_INSERT, P_DELETE,
+	P_ROTATE_BATCH, P_ROTATE_UPDATE, P_ROTATE_REMAINING, P_COUNT
+} PlanId;
+
+static const struct
+{
+	const char *sql;
+	int			nargs;
+	Oid			types[8];
+}			plan_defs[P_COUNT] = {
+	[P_BY_PROVIDER] = {"SELECT " ROW_COLUMNS " FROM sdr_creds.credentials"
+		" WHERE org_id = $1 AND provider = $2", 2, {UUIDOID, TEXTOID}},
+	[P_BY_ID] = {"SELECT " ROW_COLUMNS " FROM sdr_creds.credentials WHERE id = $1", 1, {UUIDOID}},
+	[P_LIST] = {"SELECT " ROW_COLUMNS " FROM sdr_creds.credentials WHERE org_id = $1"
+		" ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3", 3, {UUIDOID, INT4OID, INT4OID}},
+	[P_LOCK] = {"SELECT id, created_at FROM sdr_creds.credentials"
+		" WHERE org_id = $1 AND provider = $2 FOR UPDATE", 2, {UUIDOID, TEXTOID}},
+	[P_UPDATE] = {"UPDATE sdr_creds.credentials SET dsn = $2, metadata = $3, secrets = $4,"
+		" key_version = $5, updated_at = $6 WHERE id = $1",
+	6, {UUIDOID, TEXTOID, JSONBOID, BYTEAOID, INT4OID, TIMESTAMPTZOID}},
+	[P_INSERT] = {"INSERT INTO sdr_creds.credentials (" ROW_COLUMNS ")"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (org_id, provider) DO NOTHING",
+	8, {UUIDOID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, BYTEAOID, INT4OID, TIMESTAMPTZOID}},
+	[P_DELETE] = {"DELETE FROM sdr_creds.credentials WHERE id = $1 AND org_id = $2",
+	2, {UUIDOID, UUIDOID}},
+	[P_ROTATE_BATCH] = {"SELECT " ROW_COLUMNS " FROM sdr_creds.credentials WHERE key_version <> $1"
+		" ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED", 2, {INT4OID, INT4OID}},
+	[P_ROTATE_UPDATE] = {"UPDATE sdr_creds.credentials SET secrets = $2, key_version = $3"
+		" WHERE id = $1", 3, {UUIDOID, BYTEAOID, INT4OID}},
+	[P_ROTATE_REMAINING] = {"SELECT pg_catalog.count(*) FROM sdr_creds.credentials"
+		" WHERE key_version <> $1", 1, {INT4OID}},
+};
+
+static SPIPlanPtr plans[P_COUNT];
+
+/* Runs a plan (prepared on first use, kept for the backend's life) inside SPI. */
+static uint64
+run(PlanId id, Datum *args, const char *nulls, bool read_only, long limit)
+{
+	int			rc;
+
+	if (plans[id] == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(plan_defs[id].sql, plan_defs[id].nargs,
+									(Oid *) plan_defs[id].types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "sdr_creds: could not prepare statement %d: %s", id,
+				 SPI_result_code_string(SPI_result));
+		plans[id] = p;
+	}
+	rc = SPI_execute_plan(plans[id], args, nulls, read_only, limit);
+	if (rc < 0)
+		elog(ERROR, "sdr_creds: statement %d failed: %s", id, SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+static Datum
+col(SPITupleTable *t, uint64 row, int column, bool *isnull)
+{
+	return SPI_getbinval(t->vals[row], t->tupdesc, column, isnull);
+}
+
+static RowIdentity
+row_identity(const pg_uuid_t *id, const pg_uuid_t *org, text *provider)
+{
+	RowIdentity r = {id, org, VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider)};
+
+	return r;
+}
+
+static bytea *
+seal_row(const RowIdentity *row, const char *token, int tokenlen, Jsonb *secret, int32 *kv)
+{
+	StringInfoData plain;
+	bytea	   *sealed;
+
+	initStringInfo(&plain);
+	enlargeStringInfo(&plain, tokenlen + 1 + VARSIZE(secret) * 2);
+	appendBinaryStringInfo(&plain, token, tokenlen);
+	appendStringInfoChar(&plain, '\0');
+	(void) JsonbToCString(&plain, &secret->root, VARSIZE(secret));
+	sealed = seal_secrets(row, plain.data, plain.len, kv);
+	sodium_memzero(plain.data, plain.maxlen);
+	pfree(plain.data);
+	return sealed;
+}
+
+/* Opens the secrets of an SPI result row: returns the plaintext, sets *meta. */
+static char *
+open_row(SPITupleTable *t, uint64 row, size_t *len, char **meta)
+{
+	bool		isnull;
+	pg_uuid_t  *id = DatumGetUUIDP(col(t, row, C_ID, &isnull));
+	pg_uuid_t  *org = DatumGetUUIDP(col(t, row, C_ORG, &isnull));
+	RowIdentity r = row_identity(id, org, DatumGetTextPP(col(t, row, C_PROVIDER, &isnull)));
+	char	   *plain = open_secrets(&r, DatumGetInt32(col(t, row, C_KEY_VERSION, &isnull)),
+									 DatumGetByteaPP(col(t, row, C_SECRETS, &isnull)), len);
+	size_t		toklen = strnlen(plain, *len);
+
+	if (toklen == *len)
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+						errmsg("credential could not be decrypted: wrong key or corrupt data")));
+	*meta = plain + toklen + 1;
+	return plain;
+}
+
+/* Appends an SPI result row as the credential object; list views omit secret metadata. */
+static void
+append_row(StringInfo out, SPITupleTable *t, uint64 row, bool secret_metadata)
+{
+	bool		isnull;
+	Datum		d;
+	Credential	c;
+	size_t		len;
+	char	   *meta;
+	char	   *plain = open_row(t, row, &len, &meta);
+
+	c.id = DatumGetUUIDP(col(t, row, C_ID, &isnull));
+	c.org_id = DatumGetUUIDP(col(t, row, C_ORG, &isnull));
+	c.provider = DatumGetTextPP(col(t, row, C_PROVIDER, &isnull));
+	d = col(t, row, C_DSN, &isnull);
+	c.dsn = isnull ? NULL : DatumGetTextPP(d);
+	c.access_token = plain;
+	c.metadata = DatumGetJsonbP(col(t, row, C_METADATA, &isnull));
+	if (secret_metadata && strcmp(meta, "{}") != 0)
+		c.metadata = merge_metadata(c.metadata, parse_jsonb(meta));
+	c.created_at = DatumGetTimestampTz(col(t, row, C_CREATED, &isnull));
+	c.updated_at = DatumGetTimestampTz(col(t, row, C_UPDATED, &isnull));
+	append_credential_json(out, &c);
+	sodium_memzero(plain, len);
+}
+
+static text *
+json_result(StringInfo out)
+{
+	return cstring_to_text_with_len(out->data, out->len);
+}
+
+/* (created boolean, credential json) and similar two-column results. */
+static Datum
+pair_result(FunctionCallInfo fcinfo, Datum a, Datum b)
+{
+	TupleDesc	td;
+	Datum		values[2] = {a, b};
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &td) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "sdr_creds: function must return a composite type");
+	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(td), values, nulls));
+}
+
+static void pg_attribute_noreturn()
+id_not_found(pg_uuid_t *id)
+{
+	SDR_ERROR("404", "Integration credentials %s not found",
+			  DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))));
+}
+
+/*
+ * Creates or replaces the org's credential for a provider. The row's id must
+ * be known before sealing (it is in the additional data), so an existing row
+ * is locked first; a concurrent insert of the same provider is retried as an
+ * update.
+ */
+static Datum
+store(FunctionCallInfo fcinfo, text *provider, text *dsn, text *token, Jsonb *metadata)
+{
+	pg_uuid_t	org;
+	pg_uuid_t	id;
+	Jsonb	   *plain;
+	Jsonb	   *secret;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz created_at = now;
+	bool		created = false;
+	char	   *token_str;
+	Credential	c;
+	StringInfoData out;
+
+	require_org(&org);
+	if (provider == NULL || !provider_is_valid(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider)))
+		SDR_ERROR("422", "provider must match ^[a-z0-9][a-z0-9_.-]{0,63}$");
+	if (token == NULL || VARSIZE_ANY_EXHDR(token) == 0)
+		SDR_ERROR("422", "access_token must be a non-empty string");
+	if (VARSIZE_ANY_EXHDR(token) > ACCESS_TOKEN_MAX)
+		SDR_ERROR("422", "access_token must be at most %d bytes", ACCESS_TOKEN_MAX);
+	if (dsn != NULL && VARSIZE_ANY_EXHDR(dsn) > DSN_MAX)
+		SDR_ERROR("422", "dsn must be at most %d bytes", DSN_MAX);
+	if (metadata == NULL)
+		metadata = parse_jsonb("{}");
+	if (!JB_ROOT_IS_OBJECT(metadata))
+		SDR_ERROR("422", "metadata must be a JSON object");
+	if (VARSIZE(metadata) > METADATA_MAX)
+		SDR_ERROR("422", "metadata must be at most %d bytes", METADATA_MAX);
+
+	split_metadata(metadata, &plain, &secret);
+	token_str = text_to_cstring(token);
+
+	SPI_connect();
+	for (int attempt = 0; !created; attempt++)
+	{
+		Datum		args[8];
+		char		nulls[8] = "        ";
+		RowIdentity r;
+		int32		kv;
+		bytea	   *sealed;
+		bool		isnull;
+
+		args[0] = UUIDPGetDatum(&org);
+		args[1] = PointerGetDatum(provider);
+		if (run(P_LOCK, args, NULL, false, 1) == 1)
+		{
+			id = *DatumGetUUIDP(col(SPI_tuptable, 0, 1, &isnull));
+			created_at = DatumGetTimestampTz(col(SPI_tuptable, 0, 2, &isnull));
+			r = row_identity(&id, &org, provider);
+			sealed = seal_row(&r, token_str, strlen(token_str), secret, &kv);
+			args[0] = UUIDPGetDatum(&id);
+			args[1] = dsn ? PointerGetDatum(dsn) : (Datum) 0;
+			nulls[1] = dsn ? ' ' : 'n';
+			args[2] = JsonbPGetDatum(plain);
+			args[3] = PointerGetDatum(sealed);
+			args[4] = Int32GetDatum(kv);
+			args[5] = TimestampTzGetDatum(now);
+			run(P_UPDATE, args, nulls, false, 0);
+			break;
+		}
+		if (attempt == 3)
+			ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+							errmsg("could not store the credential: concurrent updates of the same provider")));
+		new_uuid(&id);
+		r = row_identity(&id, &org, provider);
+		sealed = seal_row(&r, token_str, strlen(token_str), secret, &kv);
+		args[0] = UUIDPGetDatum(&id);
+		args[1] = UUIDPGetDatum(&org);
+		args[2] = PointerGetDatum(provider);
+		args[3] = dsn ? PointerGetDatum(dsn) : (Datum) 0;
+		nulls[3] = dsn ? ' ' : 'n';
+		args[4] = JsonbPGetDatum(plain);
+		args[5] = PointerGetDatum(sealed);
+		args[6] = Int32GetDatum(kv);
+		args[7] = TimestampTzGetDatum(now);
+		created = run(P_INSERT, args, nulls, false, 0) == 1;
+	}
+	SPI_finish();
+
+	c.id = &id;
+	c.org_id = &org;
+	c.provider = provider;
+	c.dsn = dsn;
+	c.access_token = token_str;
+	c.metadata = metadata;
+	c.created_at = created_at;
+	c.updated_at = now;
+	initStringInfo(&out);
+	append_credential_json(&out, &c);
+	sodium_memzero(token_str, strlen(token_str));
+
+	/* PostgREST sends this status when it calls store over /rpc. */
+	(void) set_config_option("response.status", created ? "201" : "200", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	return pair_result(fcinfo, BoolGetDatum(created), PointerGetDatum(json_result(&out)));
+}
+
+PG_FUNCTION_INFO_V1(sdr_creds_store);
+Datum
+sdr_creds_store(PG_FUNCTION_ARGS)
+{
+	return store(fcinfo,
+				 PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
+				 PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1),
+				 PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2),
+				 PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3));
+}
+
+/* A string field of the request body, or NULL if absent or null. */
+static text *
+body_string(Jsonb *body, const char *field, bool required)
+{
+	JsonbValue	v;
+
+	if (!getKeyJsonValueFromContainer(&body->root, field, strlen(field), &v) || v.type == jbvNull)
+	{
+		if (required)
+			SDR_ERROR("422", "Field '%s' is required", field);
+		return NULL;
+	}
+	if (v.type != jbvString)
+		SDR_ERROR("422", "Field '%s' must be a string", field);
+	return cstring_to_text_with_len(v.val.string.val, v.val.string.len);
+}
+
+PG_FUNCTION_INFO_V1(sdr_creds_store_json);
+Datum
+sdr_creds_store_json(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t	org;
+	Jsonb	   *body;
+	Jsonb	   *metadata = NULL;
+	JsonbValue	v;
+
+	require_org(&org);			/* 401 comes before 422 */
+	if (PG_ARGISNULL(0))
+		SDR_ERROR("422", "Request body must be a JSON object");
+	body = try_parse_jsonb(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	if (body == NULL)
+		SDR_ERROR("422", "Invalid JSON body");
+	if (!JB_ROOT_IS_OBJECT(body))
+		SDR_ERROR("422", "Request body must be a JSON object");
+	if (getKeyJsonValueFromContainer(&body->root, "metadata", 8, &v) && v.type != jbvNull)
+	{
+		if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
+			SDR_ERROR("422", "Field 'metadata' must be an object");
+		metadata = JsonbValueToJsonb(&v);
+	}
+	return store(fcinfo, body_string(body, "provider", true), body_string(body, "dsn", false),
+				 body_string(body, "access_token", true), metadata);
+}
+
+PG_FUNCTION_INFO_V1(sdr_creds_get_by_provider);
+Datum
+sdr_creds_get_by_provider(PG_FUNCTION_ARGS)
+{
+	text	   *provider = PG_GETARG_TEXT_PP(0);
+	pg_uuid_t	org;
+	Datum		args[2];
+	StringInfoData out;
+	bool		found = false;
+
+	require_org(&org);
+	initStringInfo(&out);
+	if (provider_is_valid(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider)))
+	{
+		args[0] = UUIDPGetDatum(&org);
+		args[1] = PointerGetDatum(provider);
+		SPI_connect();
+		found = run(P_BY_PROVIDER, args, NULL, true, 1) == 1;
+		if (found)
+			append_row(&out, SPI_tuptable, 0, true);
+		SPI_finish();
+	}
+	if (!found)
+		SDR_ERROR("404", "Integration credentials for provider '%s' not found",
+				  text_to_cstring(provider));
+	PG_RETURN_TEXT_P(json_result(&out));
+}
+
+/* Fetches a row by id into SPI_tuptable; 404 if none, 403 if another org's. */
+static void
+fetch_owned(pg_uuid_t *id, const pg_uuid_t *org)
+{
+	Datum		arg = UUIDPGetDatum(id);
+	bool		isnull;
+
+	if (run(P_BY_ID, &arg, NULL, true, 1) == 0)
+		id_not_found(id);
+	if (memcmp(DatumGetUUIDP(col(SPI_tuptable, 0, C_ORG, &isnull)), org, UUID_LEN) != 0)
+		SDR_ERROR("403", MSG_FORBIDDEN);
+}
+
+PG_FUNCTION_INFO_V1(sdr_creds_get);
+Datum
+sdr_creds_get(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *id = PG_GETARG_UUID_P(0);
+	pg_uuid_t	org;
+	StringInfoData out;
+
+	require_org(&org);
+	initStringInfo(&out);
+	SPI_connect();
+	fetch_owned(id, &org);
+	append_row(&out, SPI_tuptable, 0, true);
+	SPI_finish();
+	PG_RETURN_TEXT_P(json_result(&out));
+}
+
+PG_FUNCTION_INFO_V1(sdr_creds_list);
+Datum
+sdr_creds_list(PG_FUNCTION_ARGS)
+{
+	int32		limit = PG_ARGISNULL(0) ? 100 : PG_GETARG_INT32(0);
+	int32		offset = PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1);
+	pg_uuid_t	org;
+	Datum		args[3];
+	StringInfoData out;
+	uint64		n;
+
+	require_org(&org);
+	if (limit < 1 || limit > LIST_MAX)
+		SDR_ERROR("422", "limit must be between 1 and %d", LIST_MAX);
+	if (offset < 0)
+		SDR_ERROR("422", "offset must be zero or more");
+
+	initStringInfo(&out);
+	appendStringInfoChar(&out, '[');
+	args[0] = UUIDPGetDatum(&org);
+	args[1] = Int32GetDatum(limit);
+	args[2] = Int32GetDatum(offset);
+	SPI_connect();
+	n = run(P_LIST, args, NULL, true, 0);
+	for (uint64 i = 0; i < n; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&out, ", ");
+		append_row(&out, SPI_tuptable, i, false);
+	}
+	SPI_finish();
+	appendStringInfoChar(&out, ']');
+	PG_RETURN_TEXT_P(json_result(&out));
+}
+
+PG_FUNCTION_INFO_V1(sdr_creds_delete);
+Datum
+sdr_creds_delete(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *id = PG_GETARG_UUID_P(0);
+	pg_uuid_t	org;
+	Datum		args[2];
+	StringInfoData out;
+
+	require_org(&org);
+	SPI_connect();
+	fetch_owned(id, &org);
+	args[0] = UUIDPGetDatum(id);
+	args[1] = UUIDPGetDatum(&org);
+	if (run(P_DELETE, args, NULL, false, 0) == 0)
+		id_not_found(id);
+	SPI_finish();
+
+	initStringInfo(&out);
+	appendStringInfoString(&out, "{\"message\": \"Integration credentials ");
+	appendStringInfoString(&out, DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))));
+	appendStringInfoString(&out, " deleted successfully\"}");
+	PG_RETURN_TEXT_P(json_result(&out));
+}
+
+/*
+ * Re-encrypts up to batch_size rows not yet under the newest key. Rows locked
+ * by others are skipped (and picked up by a later call), so reads and writes
+ * go on while it runs.
+ */
+PG_FUNCTION_INFO_V1(sdr_creds_rotate_keys);
+Datum
+sdr_creds_rotate_keys(PG_FUNCTION_ARGS)
+{
+	int32		batch_size = PG_GETARG_INT32(0);
+	int32		newest;
+	Datum		args[3];
+	SPITupleTable *batch;
+	uint64		n;
+	int64		remaining;
+	bool		isnull;
+
+	if (batch_size < 1)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("batch_size must be positive")));
+	(void) keyring_newest(&newest);
+
+	SPI_connect();
+	args[0] = Int32GetDatum(newest);
+	args[1] = Int32GetDatum(batch_size);
+	n = run(P_ROTATE_BATCH, args, NULL, false, 0);
+	batch = SPI_tuptable;
+	for (uint64 i = 0; i < n; i++)
+	{
+		size_t		len;
+		char	   *meta;
+		char	   *plain;
+		pg_uuid_t  *id;
+		RowIdentity r;
+		int32		kv;
+
+		plain = open_row(batch, i, &len, &meta);
+		id = DatumGetUUIDP(col(batch, i, C_ID, &isnull));
+		r = row_identity(id, DatumGetUUIDP(col(batch, i, C_ORG, &isnull)),
+						 DatumGetTextPP(col(batch, i, C_PROVIDER, &isnull)));
+		args[0] = UUIDPGetDatum(id);
+		args[1] = PointerGetDatum(seal_secrets(&r, plain, len, &kv));
+		args[2] = Int32GetDatum(kv);
+		sodium_memzero(plain, len);
+		run(P_ROTATE_UPDATE, args, NULL, false, 0);
+	}
+	args[0] = Int32GetDatum(newest);
+	run(P_ROTATE_REMAINING, args, NULL, false, 1);
+	remaining = DatumGetInt64(col(SPI_tuptable, 0, 1, &isnull));
+	SPI_finish();
+	return pair_result(fcinfo, Int32GetDatum((int32) n), Int64GetDatum(remaining));
+}

@@ -1,0 +1,182 @@
+/*
+ * json.c: writes the credential object (SPEC §2 field order, RFC 3339 UTC
+ * timestamps to the second) and splits metadata into its plain and secret
+ * parts. JSON is parsed and printed by PostgreSQL's own jsonb code.
+ */
+#include "json.h"
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/fmgrprotos.h"
+#include "utils/json.h"
+
+static const char *const secret_names[] = {
+	"refresh_token", "client_secret", "id_token", "password", "private_key"
+};
+static const char *const secret_suffixes[] = {"_token", "_secret", "_password", "_key"};
+
+void
+append_uuid(StringInfo out, const pg_uuid_t *uuid)
+{
+	static const char hex[] = "0123456789abcdef";
+	char		buf[38];
+	int			n = 0;
+
+	buf[n++] = '"';
+	for (int i = 0; i < UUID_LEN; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			buf[n++] = '-';
+		buf[n++] = hex[uuid->data[i] >> 4];
+		buf[n++] = hex[uuid->data[i] & 0x0f];
+	}
+	buf[n++] = '"';
+	appendBinaryStringInfo(out, buf, n);
+}
+
+void
+append_timestamp(StringInfo out, TimestampTz t)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (TIMESTAMP_NOT_FINITE(t) || timestamp2tm(t, NULL, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR, (errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+						errmsg("timestamp out of range")));
+	appendStringInfo(out, "\"%04d-%02d-%02dT%02d:%02d:%02dZ\"",
+					 tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+void
+append_json_string(StringInfo out, const char *s, int len)
+{
+	char	   *z = pnstrdup(s, len);
+
+	escape_json(out, z);
+	pfree(z);
+}
+
+static void
+append_text(StringInfo out, text *t)
+{
+	append_json_string(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+}
+
+void
+append_credential_json(StringInfo out, const Credential *c)
+{
+	appendStringInfoString(out, "{\"id\": ");
+	append_uuid(out, c->id);
+	appendStringInfoString(out, ", \"org_id\": ");
+	append_uuid(out, c->org_id);
+	appendStringInfoString(out, ", \"provider\": ");
+	append_text(out, c->provider);
+	appendStringInfoString(out, ", \"dsn\": ");
+	if (c->dsn)
+		append_text(out, c->dsn);
+	else
+		appendStringInfoString(out, "null");
+	appendStringInfoString(out, ", \"access_token\": ");
+	escape_json(out, c->access_token);
+	appendStringInfoString(out, ", \"metadata\": ");
+	(void) JsonbToCString(out, &c->metadata->root, VARSIZE(c->metadata));
+	appendStringInfoString(out, ", \"created_at\": ");
+	append_timestamp(out, c->created_at);
+	appendStringInfoString(out, ", \"updated_at\": ");
+	append_timestamp(out, c->updated_at);
+	appendStringInfoChar(out, '}');
+}
+
+static bool
+ends_with(const char *s, int len, const char *suffix)
+{
+	int			n = strlen(suffix);
+
+	return len >= n && pg_strncasecmp(s + len - n, suffix, n) == 0;
+}
+
+/* Whether a top-level metadata key names a secret (SPEC §2). */
+bool
+is_secret_key(const char *key, int len)
+{
+	for (int i = 0; i < lengthof(secret_names); i++)
+		if (len == (int) strlen(secret_names[i]) && pg_strncasecmp(key, secret_names[i], len) == 0)
+			return true;
+	for (int i = 0; i < lengthof(secret_suffixes); i++)
+		if (ends_with(key, len, secret_suffixes[i]))
+			return true;
+	return false;
+}
+
+/* Splits a metadata object into its plain and secret top-level keys. */
+void
+split_metadata(Jsonb *metadata, Jsonb **plain, Jsonb **secret)
+{
+	JsonbParseState *ps = NULL;
+	JsonbParseState *ss = NULL;
+	JsonbIterator *it = JsonbIteratorInit(&metadata->root);
+	JsonbIteratorToken tok;
+	JsonbValue	k;
+	JsonbValue	v;
+	JsonbValue *p;
+	JsonbValue *s;
+
+	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
+	pushJsonbValue(&ss, WJB_BEGIN_OBJECT, NULL);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		JsonbParseState **target;
+
+		if (tok != WJB_KEY)
+			continue;
+		tok = JsonbIteratorNext(&it, &v, true);
+		Assert(tok == WJB_VALUE);
+		target = is_secret_key(k.val.string.val, k.val.string.len) ? &ss : &ps;
+		pushJsonbValue(target, WJB_KEY, &k);
+		pushJsonbValue(target, WJB_VALUE, &v);
+	}
+	p = pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
+	s = pushJsonbValue(&ss, WJB_END_OBJECT, NULL);
+	*plain = JsonbValueToJsonb(p);
+	*secret = JsonbValueToJsonb(s);
+}
+
+Jsonb *
+merge_metadata(Jsonb *plain, Jsonb *secret)
+{
+	if (JB_ROOT_COUNT(secret) == 0)
+		return plain;
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(plain),
+											  JsonbPGetDatum(secret)));
+}
+
+Jsonb *
+parse_jsonb(const char *s)
+{
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(s)));
+}
+
+/*
+ * Untrusted text as jsonb, or NULL if it is not valid JSON. The parser holds
+ * no resources, so its error can be caught and dropped without a subtransaction.
+ */
+Jsonb *
+try_parse_jsonb(const char *s)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Jsonb	   *volatile j = NULL;
+
+	PG_TRY();
+	{
+		j = parse_jsonb(s);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		j = NULL;
+	}
+	PG_END_TRY();
+	return j;
+}

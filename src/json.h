@@ -1,0 +1,34 @@
+/*
+ * json.h: the credential object as JSON, and secret/plain metadata.
+ */
+#ifndef SDR_JSON_H
+#define SDR_JSON_H
+
+#include "sdr_creds.h"
+
+#include "lib/stringinfo.h"
+
+typedef struct Credential
+{
+	pg_uuid_t  *id;
+	pg_uuid_t  *org_id;
+	text	   *provider;
+	text	   *dsn;			/* may be NULL */
+	const char *access_token;
+	Jsonb	   *metadata;		/* what the response shows */
+	TimestampTz created_at;
+	TimestampTz updated_at;
+} Credential;
+
+extern void append_credential_json(StringInfo out, const Credential *c);
+extern void append_uuid(StringInfo out, const pg_uuid_t *uuid);
+extern void append_timestamp(StringInfo out, TimestampTz t);
+extern void append_json_string(StringInfo out, const char *s, int len);
+
+extern bool is_secret_key(const char *key, int len);
+extern void split_metadata(Jsonb *metadata, Jsonb **plain, Jsonb **secret);
+extern Jsonb *merge_metadata(Jsonb *plain, Jsonb *secret);
+extern Jsonb *parse_jsonb(const char *s);
+extern Jsonb *try_parse_jsonb(const char *s);
+
+#endif

@@ -1,0 +1,219 @@
+/*
+ * keyring.c: reads the keyring file named by sdr_creds.keyring_file.
+ *
+ * Each non-blank line not starting with '#' is "<version> <64 hex digits>".
+ * The newest (highest) version encrypts; every listed version decrypts. The
+ * file is re-read when its path or its stat identity changes. Key bytes live
+ * in sodium_malloc'd (guarded, locked) memory and are wiped on release and at
+ * backend exit. No error message ever quotes a line of the file.
+ */
+#include "sdr_creds.h"
+
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "keyring.h"
+#include "storage/ipc.h"
+
+#define KEYRING_MAX_BYTES (1024 * 1024)
+
+typedef struct KeyEntry
+{
+	int32		version;
+	unsigned char key[KEY_BYTES];
+} KeyEntry;
+
+typedef struct Keyring
+{
+	char		path[MAXPGPATH];
+	struct stat st;
+	int			nkeys;
+	int			newest;			/* index into keys */
+	KeyEntry	keys[FLEXIBLE_ARRAY_MEMBER];
+} Keyring;
+
+static Keyring *ring = NULL;
+static bool exit_hook = false;
+
+static void
+keyring_release(int code, Datum arg)
+{
+	if (ring)
+		sodium_free(ring);		/* wipes before freeing */
+	ring = NULL;
+}
+
+static bool
+same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_dev == b->st_dev &&
+		a->st_size == b->st_size && a->st_mtime == b->st_mtime &&
+		a->st_ctime == b->st_ctime;
+}
+
+/*
+ * Parses "<version> <hex>" lines of buf into r. Returns the 1-based number of
+ * the first bad line, or 0 when all are good.
+ */
+static int
+parse_keyring(char *buf, Keyring *r, int maxkeys)
+{
+	int			lineno = 0;
+	char	   *line = buf;
+
+	while (line && *line)
+	{
+		char	   *next = strchr(line, '\n');
+		char	   *p = line;
+		char	   *end;
+		long		version;
+		size_t		keylen;
+		KeyEntry   *k;
+
+		if (next)
+			*next++ = '\0';
+		lineno++;
+		while (*p == ' ' || *p == '\t' || *p == '\r')
+			p++;
+		if (*p == '\0' || *p == '#')
+		{
+			line = next;
+			continue;
+		}
+		version = strtol(p, &end, 10);
+		if (end == p || version < 1 || version > PG_INT32_MAX ||
+			(*end != ' ' && *end != '\t' && *end != ':') || r->nkeys >= maxkeys)
+			return lineno;
+		p = end + 1;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		k = &r->keys[r->nkeys];
+		if (sodium_hex2bin(k->key, KEY_BYTES, p, strlen(p), NULL, &keylen, (const char **) &end) != 0 ||
+			keylen != KEY_BYTES || strspn(end, " \t\r") != strlen(end))
+			return lineno;
+		for (int i = 0; i < r->nkeys; i++)
+			if (r->keys[i].version == version)
+				return lineno;
+		k->version = (int32) version;
+		if (r->nkeys == 0 || version > r->keys[r->newest].version)
+			r->newest = r->nkeys;
+		r->nkeys++;
+		line = next;
+	}
+	return 0;
+}
+
+/* Loads the keyring if it changed; errors (and forgets the old one) if unusable. */
+static void
+keyring_load(void)
+{
+	const char *path = sdr_keyring_file;
+	struct stat st;
+	int			fd;
+	char	   *buf;
+	Keyring    *r;
+	int			maxkeys;
+	int			badline;
+	ssize_t		got;
+
+	if (path == NULL || path[0] == '\0')
+	{
+		keyring_release(0, 0);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("sdr_creds.keyring_file is not set"),
+				 errhint("Set it in postgresql.conf to a keyring file outside the data directory."),
+				 errhidestmt(true)));
+	}
+	if (stat(path, &st) != 0)
+	{
+		keyring_release(0, 0);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("could not read keyring file \"%s\": %m", path), errhidestmt(true)));
+	}
+	if (ring && strcmp(ring->path, path) == 0 && same_file(&ring->st, &st))
+		return;
+	keyring_release(0, 0);
+
+	if (st.st_mode & (S_IRWXG | S_IRWXO))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("keyring file \"%s\" is accessible by group or others", path),
+				 errhint("Make it readable by the server's user only (chmod 600)."),
+				 errhidestmt(true)));
+	if (!S_ISREG(st.st_mode) || st.st_size > KEYRING_MAX_BYTES || strlen(path) >= MAXPGPATH)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("keyring file \"%s\" is not a regular file of at most 1 MB", path),
+				 errhidestmt(true)));
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("could not read keyring file \"%s\": %m", path), errhidestmt(true)));
+	buf = sodium_malloc(st.st_size + 1);
+	maxkeys = st.st_size / 66 + 1;	/* a key line is at least 66 bytes */
+	r = sodium_malloc(offsetof(Keyring, keys) + maxkeys * sizeof(KeyEntry));
+	if (buf == NULL || r == NULL)
+	{
+		close(fd);
+		if (buf)
+			sodium_free(buf);
+		if (r)
+			sodium_free(r);
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory for the keyring")));
+	}
+	got = read(fd, buf, st.st_size);
+	close(fd);
+	buf[got > 0 ? got : 0] = '\0';
+
+	memset(r, 0, offsetof(Keyring, keys));
+	badline = (got != st.st_size) ? -1 : parse_keyring(buf, r, maxkeys);
+	sodium_free(buf);
+	if (badline != 0 || r->nkeys == 0)
+	{
+		sodium_free(r);
+		if (badline < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("could not read keyring file \"%s\"", path), errhidestmt(true)));
+		if (badline > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("keyring file \"%s\", line %d: expected \"<version> <64 hex digits>\" with a new positive version",
+							path, badline),
+					 errhidestmt(true)));
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("keyring file \"%s\" holds no keys", path), errhidestmt(true)));
+	}
+	strlcpy(r->path, path, MAXPGPATH);
+	r->st = st;
+	ring = r;
+	if (!exit_hook)
+	{
+		on_proc_exit(keyring_release, 0);
+		exit_hook = true;
+	}
+}
+
+const unsigned char *
+keyring_newest(int32 *version)
+{
+	keyring_load();
+	*version = ring->keys[ring->newest].version;
+	return ring->keys[ring->newest].key;
+}
+
+const unsigned char *
+keyring_key(int32 version)
+{
+	keyring_load();
+	for (int i = 0; i < ring->nkeys; i++)
+		if (ring->keys[i].version == version)
+			return ring->keys[i].key;
+	return NULL;
+}

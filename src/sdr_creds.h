@@ -1,0 +1,51 @@
+/*
+ * sdr_creds.h: declarations shared by the extension's C files: settings, the
+ * org context, errors with PostgREST-style SQLSTATEs, and the row shape.
+ */
+#ifndef SDR_CREDS_H
+#define SDR_CREDS_H
+
+#include "postgres.h"
+
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+/* Settings (sdr_creds.c) */
+extern char *sdr_keyring_file;
+extern char *sdr_jwt_secret;
+extern char *sdr_jwt_audience;
+
+/*
+ * Errors the API raises carry SQLSTATE PTxyz, xyz being the HTTP status, as
+ * PostgREST does. errhidestmt keeps the statement (which may hold a token)
+ * out of the server log.
+ */
+#define SDR_ERROR(status, ...) \
+	ereport(ERROR, \
+			(errcode(MAKE_SQLSTATE('P', 'T', (status)[0], (status)[1], (status)[2])), \
+			 errmsg(__VA_ARGS__), errhidestmt(true)))
+
+#define MSG_UNAUTHORIZED "Invalid or missing authentication credentials"
+#define MSG_FORBIDDEN    "You do not have permission to access this resource"
+
+/* The org context (sdr_creds.c): set by authentication, cleared at transaction end. */
+extern void org_context_set(const pg_uuid_t *org);
+extern bool org_context_get(pg_uuid_t *org);
+
+/* Authentication (auth.c) */
+extern void authenticate_credential(const char *credential, pg_uuid_t *org);
+extern void authenticate_headers(const char *x_api_key, const char *authorization,
+								 pg_uuid_t *org);
+extern void require_org(pg_uuid_t *org);
+
+/* API keys (api_keys.c) */
+extern void api_key_hash(const char *key, size_t len, unsigned char *hash);
+#define API_KEY_HASH_BYTES 32
+extern bytea *bytes_to_bytea(const unsigned char *b, size_t len);
+
+/* Helpers */
+extern void new_uuid(pg_uuid_t *uuid);
+extern bool provider_is_valid(const char *provider, size_t len);
+
+#endif

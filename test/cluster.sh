@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Starts and stops a throwaway PostgreSQL cluster for the demo, the tests and the
+# benchmarks. The cluster runs as an unprivileged user (postgres when invoked as
+# root), lives entirely under DIR, listens on 127.0.0.1 and on a socket in DIR,
+# and reads a freshly generated keyring from DIR/keys.
+#
+#   test/cluster.sh start DIR [PORT]   # prints the PG* variables to export
+#   test/cluster.sh stop DIR
+#   test/cluster.sh restart DIR
+set -euo pipefail
+cmd=${1:?usage: cluster.sh start|stop|restart DIR [PORT]}
+dir=${2:?usage: cluster.sh start|stop|restart DIR [PORT]}
+port=${3:-54329}
+bindir=$(pg_config --bindir)
+
+as_owner() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+random_hex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
+
+case "$cmd" in
+start)
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  [ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
+  chmod 700 "$dir"
+  as_owner mkdir -p "$dir/keys"
+  # main.keyring: versions 1 and 2 (2 encrypts); v1.keyring: only version 1;
+  # wrong.keyring: the same versions with other bytes; open.keyring: mode 0644.
+  k1=$(random_hex 32); k2=$(random_hex 32)
+  as_owner sh -c "umask 077
+    printf '# sdr_creds keyring: version key-hex\n1 %s\n2 %s\n' $k1 $k2 > '$dir/keys/main.keyring'
+    printf '1 %s\n' $k1 > '$dir/keys/v1.keyring'
+    printf '1 %s\n2 %s\n' $(random_hex 32) $(random_hex 32) > '$dir/keys/wrong.keyring'
+    printf '1 %s\n' $k1 > '$dir/keys/open.keyring'; chmod 644 '$dir/keys/open.keyring'
+    printf 'not a keyring\n' > '$dir/keys/malformed.keyring'"
+  unset k1 k2
+  jwt=$(random_hex 32)
+  as_owner sh -c "umask 077; printf '%s' $jwt > '$dir/keys/jwt_secret'"
+  as_owner "$bindir/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log"
+  as_owner sh -c "cat >> '$dir/data/postgresql.conf'" <<CONF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir'
+max_connections = 100
+fsync = off
+log_line_prefix = '%m [%p] %q%u@%d '
+sdr_creds.keyring_file = '$dir/keys/main.keyring'
+sdr_creds.jwt_secret = '$jwt'
+CONF
+  as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null
+  echo "export PGHOST='$dir' PGPORT=$port PGUSER=postgres PGDATABASE=postgres"
+  ;;
+stop)
+  [ -d "$dir/data" ] && as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
+  ;;
+restart)
+  as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -m fast -w -t 60 restart >/dev/null
+  ;;
+*) echo "usage: cluster.sh start|stop|restart DIR [PORT]" >&2; exit 2 ;;
+esac
