@@ -40,6 +40,14 @@ CREATE INDEX api_keys_org ON sdr_creds.api_keys (org_id);
 COMMENT ON TABLE sdr_creds.api_keys IS
   'API keys: only a SHA-256 hash and a short display prefix are kept';
 
+CREATE TABLE sdr_creds.key_versions (
+    version     integer PRIMARY KEY CHECK (version > 0),
+    fingerprint bytea NOT NULL,
+    first_used  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE sdr_creds.key_versions IS
+  'a keyed BLAKE2b fingerprint of each key version that has encrypted data, so a wrong keyring is refused before it writes';
+
 -- ---------------------------------------------------------------------------
 -- Org context
 
@@ -51,7 +59,7 @@ COMMENT ON FUNCTION sdr_creds.current_org_id() IS
 
 CREATE FUNCTION sdr_creds.authenticate(credential text) RETURNS uuid
     AS 'MODULE_PATHNAME', 'sdr_creds_authenticate'
-    LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+    LANGUAGE C VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION sdr_creds.authenticate(text) IS
   'checks an API key (sk_live_/sk_test_) or an HS256 JWT and sets the transaction''s org context; PT401 if invalid';
@@ -203,6 +211,11 @@ ALTER TABLE sdr_creds.api_keys FORCE ROW LEVEL SECURITY;
 CREATE POLICY org_isolation ON sdr_creds.api_keys
     USING (org_id = sdr_creds.current_org_id())
     WITH CHECK (org_id = sdr_creds.current_org_id());
+
+-- key_versions belongs to no org: no one but the extension's owner reads it.
+ALTER TABLE sdr_creds.key_versions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE sdr_creds.key_versions FORCE ROW LEVEL SECURITY;
+CREATE POLICY owner_only ON sdr_creds.key_versions USING (false) WITH CHECK (false);
 
 -- ---------------------------------------------------------------------------
 -- Nothing is usable by PUBLIC.

@@ -201,6 +201,7 @@ jwt_authenticate(const char *token, pg_uuid_t *org)
 	size_t		hlen;
 	size_t		plen;
 	size_t		slen;
+	char	   *raw;
 	char	   *sig;
 	Jsonb	   *header;
 	Jsonb	   *payload;
@@ -221,7 +222,8 @@ jwt_authenticate(const char *token, pg_uuid_t *org)
 		unauthorized();
 
 	/* The header must name HS256, the one algorithm configured. */
-	header = jwt_json(b64url_decode(token, dot1 - token, &hlen), hlen);
+	raw = b64url_decode(token, dot1 - token, &hlen);
+	header = jwt_json(raw, hlen);
 	if (header == NULL || !claim(header, "alg", &v) || !claim_is(&v, "HS256") ||
 		claim(header, "crit", &v))
 		unauthorized();
@@ -237,10 +239,11 @@ jwt_authenticate(const char *token, pg_uuid_t *org)
 	if (sodium_memcmp(mac, sig, sizeof(mac)) != 0)
 		unauthorized();
 
-	payload = jwt_json(b64url_decode(dot1 + 1, dot2 - dot1 - 1, &plen), plen);
+	raw = b64url_decode(dot1 + 1, dot2 - dot1 - 1, &plen);
+	payload = jwt_json(raw, plen);
 	if (payload == NULL)
 		unauthorized();
-	if (claim_seconds(payload, "exp", &t) && now > t + JWT_LEEWAY_SECONDS)
+	if (claim_seconds(payload, "exp", &t) && now >= t + JWT_LEEWAY_SECONDS)
 		unauthorized();
 	if (claim_seconds(payload, "nbf", &t) && now < t - JWT_LEEWAY_SECONDS)
 		unauthorized();
@@ -323,6 +326,8 @@ sdr_creds_authenticate(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t  *org = palloc(sizeof(pg_uuid_t));
 
+	if (PG_ARGISNULL(0))
+		unauthorized();
 	authenticate_credential(text_to_cstring(PG_GETARG_TEXT_PP(0)), org);
 	PG_RETURN_UUID_P(org);
 }

@@ -14,13 +14,16 @@
 #include <unistd.h>
 
 #include "keyring.h"
+#include "executor/spi.h"
 #include "storage/ipc.h"
+#include "utils/builtins.h"
 
 #define KEYRING_MAX_BYTES (1024 * 1024)
 
 typedef struct KeyEntry
 {
 	int32		version;
+	bool		verified;		/* matches the fingerprint in key_versions */
 	unsigned char key[KEY_BYTES];
 } KeyEntry;
 
@@ -137,16 +140,16 @@ keyring_load(void)
 		return;
 	keyring_release(0, 0);
 
+	if (!S_ISREG(st.st_mode) || st.st_size > KEYRING_MAX_BYTES || strlen(path) >= MAXPGPATH)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("keyring file \"%s\" is not a regular file of at most 1 MB", path),
+				 errhidestmt(true)));
 	if (st.st_mode & (S_IRWXG | S_IRWXO))
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("keyring file \"%s\" is accessible by group or others", path),
 				 errhint("Make it readable by the server's user only (chmod 600)."),
-				 errhidestmt(true)));
-	if (!S_ISREG(st.st_mode) || st.st_size > KEYRING_MAX_BYTES || strlen(path) >= MAXPGPATH)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("keyring file \"%s\" is not a regular file of at most 1 MB", path),
 				 errhidestmt(true)));
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -170,7 +173,7 @@ keyring_load(void)
 	close(fd);
 	buf[got > 0 ? got : 0] = '\0';
 
-	memset(r, 0, offsetof(Keyring, keys));
+	memset(r, 0, offsetof(Keyring, keys) + maxkeys * sizeof(KeyEntry));
 	badline = (got != st.st_size) ? -1 : parse_keyring(buf, r, maxkeys);
 	sodium_free(buf);
 	if (badline != 0 || r->nkeys == 0)
@@ -200,12 +203,57 @@ keyring_load(void)
 	}
 }
 
+/*
+ * Before a key first encrypts, its fingerprint (a keyed hash of a constant)
+ * is recorded in key_versions, or compared with the one recorded there: a
+ * wrong keyring is refused before it overwrites anything.
+ */
+static void
+verify_key(KeyEntry *k)
+{
+	unsigned char fp[16];
+	static const char check[] = "sdr_creds key check";
+	Oid			types[2] = {INT4OID, BYTEAOID};
+	Datum		args[2];
+	bool		isnull;
+	bool		match;
+
+	crypto_generichash(fp, sizeof(fp), (const unsigned char *) check, sizeof(check) - 1,
+					   k->key, KEY_BYTES);
+	args[0] = Int32GetDatum(k->version);
+	args[1] = PointerGetDatum(bytes_to_bytea(fp, sizeof(fp)));
+	SPI_connect();
+	if (SPI_execute_with_args("INSERT INTO sdr_creds.key_versions (version, fingerprint)"
+							  " VALUES ($1, $2) ON CONFLICT (version) DO NOTHING",
+							  2, types, args, NULL, false, 0) < 0 ||
+		SPI_execute_with_args("SELECT fingerprint = $2 FROM sdr_creds.key_versions WHERE version = $1",
+							  2, types, args, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "sdr_creds: could not check the key fingerprint");
+	match = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	if (!match)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("keyring key version %d is not the key that encrypted this database's credentials",
+						k->version),
+				 errdetail("Nothing was written."),
+				 errhint("Check sdr_creds.keyring_file."),
+				 errhidestmt(true)));
+	k->verified = true;
+}
+
 const unsigned char *
 keyring_newest(int32 *version)
 {
+	KeyEntry   *k;
+
 	keyring_load();
-	*version = ring->keys[ring->newest].version;
-	return ring->keys[ring->newest].key;
+	k = &ring->keys[ring->newest];
+	if (!k->verified)
+		verify_key(k);
+	*version = k->version;
+	return k->key;
 }
 
 const unsigned char *
