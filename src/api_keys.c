@@ -58,6 +58,7 @@ sdr_creds_create_api_key(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("expires_at must be in the future")));
 	org = PG_GETARG_UUID_P(0);
+	redact_activity();
 
 	snprintf(key, sizeof(key), "sk_%s_", env);
 	randombytes_buf(rnd, sizeof(rnd));

@@ -258,6 +258,7 @@ jwt_authenticate(const char *token, pg_uuid_t *org)
 void
 authenticate_credential(const char *credential, pg_uuid_t *org)
 {
+	redact_activity();
 	if (has_prefix(credential, "sk_"))
 		api_key_authenticate(credential, org);
 	else
@@ -269,6 +270,7 @@ authenticate_credential(const char *credential, pg_uuid_t *org)
 void
 authenticate_headers(const char *x_api_key, const char *authorization, pg_uuid_t *org)
 {
+	redact_activity();
 	if (x_api_key != NULL)
 		api_key_authenticate(x_api_key, org);
 	else if (authorization != NULL && pg_strncasecmp(authorization, "Bearer ", 7) == 0)

@@ -212,6 +212,7 @@ store(FunctionCallInfo fcinfo, text *provider, text *dsn, text *token, Jsonb *me
 	Credential	c;
 	StringInfoData out;
 
+	redact_activity();
 	require_org(&org);
 	if (provider == NULL || !provider_is_valid(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider)))
 		SDR_ERROR("422", "provider must match ^[a-z0-9][a-z0-9_.-]{0,63}$");

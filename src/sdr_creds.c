@@ -85,6 +85,7 @@ _PG_init(void)
 #endif
 
 	RegisterXactCallback(org_context_clear, NULL);
+	redact_init();
 }
 
 /* A random (version 4) UUID. */

@@ -44,6 +44,10 @@ extern void api_key_hash(const char *key, size_t len, unsigned char *hash);
 #define API_KEY_HASH_BYTES 32
 extern bytea *bytes_to_bytea(const unsigned char *b, size_t len);
 
+/* Keeping secrets out of logs and pg_stat_activity (redact.c) */
+extern void redact_init(void);
+extern void redact_activity(void);
+
 /* Helpers */
 extern void new_uuid(pg_uuid_t *uuid);
 extern bool provider_is_valid(const char *provider, size_t len);

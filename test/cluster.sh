@@ -46,6 +46,7 @@ unix_socket_directories = '$dir'
 max_connections = 100
 fsync = off
 log_line_prefix = '%m [%p] %q%u@%d '
+shared_preload_libraries = 'sdr_creds'
 sdr_creds.keyring_file = '$dir/keys/main.keyring'
 sdr_creds.jwt_secret = '$jwt'
 CONF
