@@ -46,7 +46,7 @@ unix_socket_directories = '$dir'
 max_connections = 100
 fsync = off
 log_line_prefix = '%m [%p] %q%u@%d '
-shared_preload_libraries = 'sdr_creds'
+shared_preload_libraries = 'sdr_creds, pg_stat_statements'
 sdr_creds.keyring_file = '$dir/keys/main.keyring'
 sdr_creds.jwt_secret = '$jwt'
 CONF

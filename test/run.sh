@@ -29,7 +29,14 @@ if ! grep -q '^ok\|^not ok' "$results"; then
 fi
 [ -f regression.diffs ] && head -300 regression.diffs | sed 's/^/# /'
 
-# 2. HTTP server tests over a real socket.
+# 2. Security tests (leaks, faults, attacks) against the same cluster.
+for t in test/security/*.sh; do
+  [ "$(basename "$t")" = lib.sh ] && continue
+  echo "# $t"
+  "$t" 2>&1 | tee -a "$results"
+done
+
+# 3. HTTP server tests over a real socket.
 if [ -x test/http/run.sh ]; then
   echo "# HTTP tests"
   test/http/run.sh 2>&1 | tee -a "$results"
