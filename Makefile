@@ -2,6 +2,7 @@
 #
 #   make demo    throwaway cluster + server + demo data (installs what is missing)
 #   make test    every test against a throwaway cluster; ends "N passed, N failed"
+#   make fuzz    run each libFuzzer harness for FUZZ_SECONDS (default 60)
 #   make install build and install the extension into the server found by pg_config
 
 EXTENSION  = sdr_creds
@@ -39,9 +40,13 @@ test: deps
 	@$(MAKE) --no-print-directory install >/dev/null
 	@test/run.sh
 
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@test/fuzz/run.sh fuzz $(FUZZ_SECONDS)
+
 demo: deps
 	@$(MAKE) --no-print-directory all server
 	@$(MAKE) --no-print-directory install >/dev/null
 	@test/demo.sh
 
-.PHONY: server deps test demo
+.PHONY: server deps test demo fuzz

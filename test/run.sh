@@ -36,7 +36,11 @@ for t in test/security/*.sh; do
   "$t" 2>&1 | tee -a "$results"
 done
 
-# 3. HTTP server tests over a real socket.
+# 3. Fuzz harnesses replay their corpora and kept crash inputs.
+echo "# fuzz corpora"
+test/fuzz/run.sh replay 2>&1 | tee -a "$results"
+
+# 4. HTTP server tests over a real socket.
 if [ -x test/http/run.sh ]; then
   echo "# HTTP tests"
   test/http/run.sh 2>&1 | tee -a "$results"
