@@ -17,6 +17,9 @@ as_owner() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# SDR_PG_ENV: extra environment for the server (e.g. LD_PRELOAD of a sanitizer runtime).
+pg_ctl_env() { as_owner env ${SDR_PG_ENV:-} "$bindir/pg_ctl" "$@"; }
+
 random_hex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
 
 case "$cmd" in
@@ -50,14 +53,14 @@ shared_preload_libraries = 'sdr_creds, pg_stat_statements'
 sdr_creds.keyring_file = '$dir/keys/main.keyring'
 sdr_creds.jwt_secret = '$jwt'
 CONF
-  as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null
+  pg_ctl_env -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null
   echo "export PGHOST='$dir' PGPORT=$port PGUSER=postgres PGDATABASE=postgres"
   ;;
 stop)
   [ -d "$dir/data" ] && as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
   ;;
 restart)
-  as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -m fast -w -t 60 restart >/dev/null
+  pg_ctl_env -D "$dir/data" -l "$dir/postgres.log" -m fast -w -t 60 restart >/dev/null
   ;;
 *) echo "usage: cluster.sh start|stop|restart DIR [PORT]" >&2; exit 2 ;;
 esac
