@@ -2,6 +2,7 @@
 #
 #   make demo    throwaway cluster + server + demo data (installs what is missing)
 #   make test    every test against a throwaway cluster; ends "N passed, N failed"
+#   make bench   SPEC §7 performance ratios (pgbench, wrk) on a throwaway cluster
 #   make fuzz    run each libFuzzer harness for FUZZ_SECONDS (default 60)
 #   make install build and install the extension into the server found by pg_config
 
@@ -47,6 +48,11 @@ deps:
 test: deps
 	@test/all.sh
 
+bench: deps
+	@$(MAKE) --no-print-directory all server
+	@$(MAKE) --no-print-directory install >/dev/null
+	@test/bench/run.sh
+
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	@test/fuzz/run.sh fuzz $(FUZZ_SECONDS)
@@ -56,4 +62,4 @@ demo: deps
 	@$(MAKE) --no-print-directory install >/dev/null
 	@test/demo.sh
 
-.PHONY: server deps test demo fuzz
+.PHONY: server deps test demo fuzz bench

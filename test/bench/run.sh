@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# make bench: SPEC §7 measures as ratios in one run, on a throwaway cluster.
+#   1. in-database get_by_provider (API-key auth + decryption), pgbench -M prepared -c 8,
+#      against a plaintext point select of the same row as JSON;
+#   2. HTTP get by provider with wrk -c 32, against (1), with its p99 latency;
+#   3. the HTTP server's RSS after 60 s of load, and whether it grew.
+# Every load is bounded in time. BENCH_SECONDS (default 15) sets each run.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+secs=${BENCH_SECONDS:-15}
+work=$(mktemp -d /tmp/sdr_creds_bench.XXXXXX); chmod 755 "$work"
+port=54349
+while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+server_pid=
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; test/cluster.sh stop "$work/cluster"; rm -rf "$work"; }
+trap cleanup EXIT
+eval "$(test/cluster.sh start "$work/cluster" "$port")"
+psql -Xq -c "ALTER SYSTEM SET shared_preload_libraries = 'sdr_creds'" >/dev/null
+test/cluster.sh restart "$work/cluster"
+createdb bench
+org=123e4567-e89b-12d3-a456-426614174000
+psql -Xq -d bench -v ON_ERROR_STOP=1 >/dev/null <<SQL
+CREATE EXTENSION sdr_creds CASCADE;
+CREATE ROLE bench_app LOGIN;
+GRANT USAGE ON SCHEMA sdr_creds TO bench_app;
+GRANT EXECUTE ON FUNCTION sdr_creds.authenticate(text), sdr_creds.authenticate_headers(text, text),
+  sdr_creds.get_by_provider(text), sdr_creds.get(uuid), sdr_creds.list(integer, integer),
+  sdr_creds.store_json(text), sdr_creds.delete(uuid) TO bench_app;
+BEGIN;
+SELECT sdr_creds.act_as('$org');
+SELECT sdr_creds.store('salesforce', 'https://bench.my.salesforce.com', '00D5g000001234567!AQYAQ.made-up-bench-token',
+  '{"instance_url": "https://bench.my.salesforce.com", "api_version": "v58.0", "refresh_token": "5Aep861.made-up", "token_type": "Bearer"}');
+SELECT sdr_creds.store('hubspot', NULL, 'made-up-hubspot', '{}');
+COMMIT;
+CREATE TABLE bench_plain (id uuid PRIMARY KEY, org_id uuid, provider text, dsn text, access_token text,
+  metadata jsonb, created_at timestamptz, updated_at timestamptz, UNIQUE (org_id, provider));
+INSERT INTO bench_plain VALUES (gen_random_uuid(), '$org', 'salesforce', 'https://bench.my.salesforce.com',
+  '00D5g000001234567!AQYAQ.made-up-bench-token', '{"instance_url": "https://bench.my.salesforce.com", "api_version": "v58.0",
+  "refresh_token": "5Aep861.made-up", "token_type": "Bearer"}', now(), now());
+GRANT SELECT ON bench_plain TO bench_app;
+SQL
+key=$(psql -XAtq -d bench -c "SELECT sdr_creds.create_api_key('$org', 'bench') ->> 'key'")
+
+tps() { sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$1"; }
+run_pgbench() {
+  pgbench -n -M prepared -c 8 -j 2 -T "$secs" -U bench_app -D key="$key" -f "test/bench/$1.pgbench" bench > "$work/$1.out" 2>&1
+}
+run_pgbench plain_select
+run_pgbench get_by_provider
+plain=$(tps "$work/plain_select.out"); creds=$(tps "$work/get_by_provider.out")
+ratio=$(awk -v a="$creds" -v b="$plain" 'BEGIN { printf "%.2f", a / b }')
+echo "in-database: get_by_provider with API-key auth + decryption ${creds} tps; plaintext JSON point select ${plain} tps"
+echo "  ratio ${ratio} (target >= 0.85)"
+
+server=src/server/sdr_creds_server
+if [ -x "$server" ] && command -v wrk >/dev/null; then
+  http_port=18080
+  "$server" --listen 127.0.0.1 --port $http_port --pool 8 --log-level error \
+    --db "host=$PGHOST port=$PGPORT dbname=bench user=bench_app" 2>"$work/server.log" &
+  server_pid=$!
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$http_port/healthz" >/dev/null && break; sleep 0.1; done
+  url="http://127.0.0.1:$http_port/integration-credentials/provider/salesforce"
+  wrk -t 2 -c 32 -d "${secs}s" --latency -H "X-API-Key: $key" "$url" > "$work/wrk.out" 2>&1
+  rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\)/\1/p' "$work/wrk.out")
+  p99=$(awk '$1 == "99%" { print $2 }' "$work/wrk.out")
+  non2xx=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\)/\1/p' "$work/wrk.out")
+  hratio=$(awk -v a="$rps" -v b="$creds" 'BEGIN { printf "%.2f", a / b }')
+  echo "HTTP: get by provider ${rps} req/s, p99 ${p99} (wrk -c 32), non-2xx ${non2xx:-0}"
+  echo "  ratio to in-database ${hratio} (target >= 0.6; p99 target <= 5 ms)"
+  rss() { awk '/VmRSS/ { print $2 }' "/proc/$server_pid/status"; }
+  wrk -t 2 -c 32 -d 30s -H "X-API-Key: $key" "$url" >/dev/null 2>&1
+  r30=$(rss)
+  wrk -t 2 -c 32 -d 30s -H "X-API-Key: $key" "$url" >/dev/null 2>&1
+  r60=$(rss)
+  echo "server RSS: ${r30} kB after 30 s of load, ${r60} kB after 60 s (target <= 32768 kB, not growing)"
+fi
