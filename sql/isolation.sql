@@ -70,4 +70,28 @@ SELECT sdr_creds.get_by_provider('salesforce') ->> 'access_token' AS service_rea
 COMMIT;
 SELECT sdr_creds.current_org_id() IS NULL AS ends_with_transaction;
 RESET ROLE;
+
+-- A hostile search_path cannot redirect the API's statements: an "="
+-- operator that always says true, searched before pg_catalog, changes nothing.
+BEGIN;
+SELECT sdr_creds.act_as(:'org_a') IS NOT NULL AS acting;
+SELECT created FROM sdr_creds.store('zoho', NULL, 'made-up-a-zoho', '{}');
+COMMIT;
+CREATE SCHEMA evil AUTHORIZATION sdr_app;
+SET ROLE sdr_app;
+CREATE FUNCTION evil.always(uuid, uuid) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR evil.= (LEFTARG = uuid, RIGHTARG = uuid, FUNCTION = evil.always);
+CREATE FUNCTION evil.always(text, text) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.always);
+SET search_path = evil, pg_catalog, public;
+SELECT '00000000-0000-4000-8000-00000000000a'::uuid = '00000000-0000-4000-8000-00000000000b'::uuid AS hijacked_here;
+BEGIN;
+SELECT sdr_creds.authenticate(:'key_b')::text AS as_b;
+SELECT t.try($$SELECT sdr_creds.get_by_provider('zoho')$$) AS b_by_provider_with_hostile_path;
+SELECT json_array_length(sdr_creds.list()) AS b_list_count;
+SELECT t.try(format('SELECT sdr_creds.delete(%L)', :'a_id')) AS b_delete_a;
+COMMIT;
+RESET search_path;
+RESET ROLE;
+DROP SCHEMA evil CASCADE;
 DELETE FROM sdr_creds.credentials;

@@ -3,6 +3,13 @@
 -- sdr_creds 1.0: tables, row-level security and the SQL API.
 -- Every function and table is revoked from PUBLIC; the README shows the GRANTs
 -- an application role needs.
+--
+-- The API functions (authenticate*, store*, get*, list, delete) are C
+-- functions that run their statements with their owner's privileges, as
+-- SECURITY DEFINER would, switching identity in C (owner_enter in
+-- sdr_creds.c): their statements name every schema, function and operator,
+-- so no search_path can redirect them, and they skip the per-call cost of a
+-- pinned search_path. Every SECURITY DEFINER function pins search_path.
 
 -- ---------------------------------------------------------------------------
 -- Tables
@@ -59,22 +66,19 @@ COMMENT ON FUNCTION sdr_creds.current_org_id() IS
 
 CREATE FUNCTION sdr_creds.authenticate(credential text) RETURNS uuid
     AS 'MODULE_PATHNAME', 'sdr_creds_authenticate'
-    LANGUAGE C VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp;
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION sdr_creds.authenticate(text) IS
   'checks an API key (sk_live_/sk_test_) or an HS256 JWT and sets the transaction''s org context; PT401 if invalid';
 
 CREATE FUNCTION sdr_creds.authenticate_headers(x_api_key text, authorization text) RETURNS uuid
     AS 'MODULE_PATHNAME', 'sdr_creds_authenticate_headers'
-    LANGUAGE C VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp;
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION sdr_creds.authenticate_headers(text, text) IS
   'authenticates from the X-API-Key and Authorization header values (X-API-Key wins); PT401 if invalid';
 
 CREATE FUNCTION sdr_creds.authenticate_request() RETURNS uuid
     AS 'MODULE_PATHNAME', 'sdr_creds_authenticate_request'
-    LANGUAGE C VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp;
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION sdr_creds.authenticate_request() IS
   'authenticates from PostgREST''s request.headers setting (usable as db-pre-request); PT401 if invalid';
 
@@ -91,43 +95,37 @@ CREATE FUNCTION sdr_creds.store(provider text, dsn text, access_token text,
                                 metadata jsonb DEFAULT '{}',
                                 OUT created boolean, OUT credential json)
     AS 'MODULE_PATHNAME', 'sdr_creds_store'
-    LANGUAGE C VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp;
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION sdr_creds.store(text, text, text, jsonb) IS
   'creates or replaces the org''s credential for a provider; created tells which; secrets are encrypted before the row is written';
 
 CREATE FUNCTION sdr_creds.store_json(body text, OUT created boolean, OUT credential json)
     AS 'MODULE_PATHNAME', 'sdr_creds_store_json'
-    LANGUAGE C VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp;
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION sdr_creds.store_json(text) IS
   'store() from a JSON request body {"provider","dsn","access_token","metadata"}; PT422 on invalid JSON or fields';
 
 CREATE FUNCTION sdr_creds.get_by_provider(provider text) RETURNS json
     AS 'MODULE_PATHNAME', 'sdr_creds_get_by_provider'
-    LANGUAGE C STABLE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp;
+    LANGUAGE C STABLE;
 COMMENT ON FUNCTION sdr_creds.get_by_provider(text) IS
   'the org''s credential for a provider, decrypted; PT404 if none';
 
 CREATE FUNCTION sdr_creds.get(id uuid) RETURNS json
     AS 'MODULE_PATHNAME', 'sdr_creds_get'
-    LANGUAGE C STABLE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp;
+    LANGUAGE C STABLE;
 COMMENT ON FUNCTION sdr_creds.get(uuid) IS
   'a credential by id, decrypted; PT404 if no such id, PT403 if another org''s';
 
 CREATE FUNCTION sdr_creds.list("limit" integer DEFAULT 100, "offset" integer DEFAULT 0) RETURNS json
     AS 'MODULE_PATHNAME', 'sdr_creds_list'
-    LANGUAGE C STABLE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp;
+    LANGUAGE C STABLE;
 COMMENT ON FUNCTION sdr_creds.list(integer, integer) IS
   'the org''s credentials, newest first, without secret metadata; limit 1..1000, offset >= 0 (PT422 otherwise)';
 
 CREATE FUNCTION sdr_creds.delete(id uuid) RETURNS json
     AS 'MODULE_PATHNAME', 'sdr_creds_delete'
-    LANGUAGE C VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp;
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION sdr_creds.delete(uuid) IS
   'deletes a credential by id; PT404 if no such id, PT403 if another org''s';
 

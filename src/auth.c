@@ -49,8 +49,8 @@ api_key_authenticate(const char *key, pg_uuid_t *org)
 	{
 		Oid			types[1] = {BYTEAOID};
 		SPIPlanPtr	p = SPI_prepare("SELECT org_id FROM sdr_creds.api_keys"
-									" WHERE key_hash = $1 AND revoked_at IS NULL"
-									" AND (expires_at IS NULL OR expires_at > pg_catalog.now())",
+									" WHERE key_hash" EQ "$1 AND revoked_at IS NULL"
+									" AND (expires_at IS NULL OR expires_at" GT "pg_catalog.now())",
 									1, types);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
@@ -156,10 +156,13 @@ Datum
 sdr_creds_authenticate(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t  *org = palloc(sizeof(pg_uuid_t));
+	OwnerContext oc;
 
 	if (PG_ARGISNULL(0))
 		unauthorized();
+	owner_enter(fcinfo, &oc);
 	authenticate_credential(text_to_cstring(PG_GETARG_TEXT_PP(0)), org);
+	owner_leave(&oc);
 	PG_RETURN_UUID_P(org);
 }
 
@@ -168,10 +171,13 @@ Datum
 sdr_creds_authenticate_headers(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t  *org = palloc(sizeof(pg_uuid_t));
+	OwnerContext oc;
 
+	owner_enter(fcinfo, &oc);
 	authenticate_headers(PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0)),
 						 PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
 						 org);
+	owner_leave(&oc);
 	PG_RETURN_UUID_P(org);
 }
 
@@ -180,8 +186,11 @@ Datum
 sdr_creds_authenticate_request(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t  *org = palloc(sizeof(pg_uuid_t));
+	OwnerContext oc;
 
+	owner_enter(fcinfo, &oc);
 	if (!authenticate_from_request(org))
 		unauthorized();
+	owner_leave(&oc);
 	PG_RETURN_UUID_P(org);
 }

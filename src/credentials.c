@@ -44,26 +44,26 @@ static const struct
 	Oid			types[8];
 }			plan_defs[P_COUNT] = {
 	[P_BY_PROVIDER] = {"SELECT " ROW_COLUMNS " FROM sdr_creds.credentials"
-		" WHERE org_id = $1 AND provider = $2", 2, {UUIDOID, TEXTOID}},
-	[P_BY_ID] = {"SELECT " ROW_COLUMNS " FROM sdr_creds.credentials WHERE id = $1", 1, {UUIDOID}},
-	[P_LIST] = {"SELECT " ROW_COLUMNS " FROM sdr_creds.credentials WHERE org_id = $1"
+		" WHERE org_id" EQ "$1 AND provider" EQ "$2", 2, {UUIDOID, TEXTOID}},
+	[P_BY_ID] = {"SELECT " ROW_COLUMNS " FROM sdr_creds.credentials WHERE id" EQ "$1", 1, {UUIDOID}},
+	[P_LIST] = {"SELECT " ROW_COLUMNS " FROM sdr_creds.credentials WHERE org_id" EQ "$1"
 		" ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3", 3, {UUIDOID, INT4OID, INT4OID}},
 	[P_LOCK] = {"SELECT id, created_at FROM sdr_creds.credentials"
-		" WHERE org_id = $1 AND provider = $2 FOR UPDATE", 2, {UUIDOID, TEXTOID}},
+		" WHERE org_id" EQ "$1 AND provider" EQ "$2 FOR UPDATE", 2, {UUIDOID, TEXTOID}},
 	[P_UPDATE] = {"UPDATE sdr_creds.credentials SET dsn = $2, metadata = $3, secrets = $4,"
-		" key_version = $5, updated_at = $6 WHERE id = $1",
+		" key_version = $5, updated_at = $6 WHERE id" EQ "$1",
 	6, {UUIDOID, TEXTOID, JSONBOID, BYTEAOID, INT4OID, TIMESTAMPTZOID}},
 	[P_INSERT] = {"INSERT INTO sdr_creds.credentials (" ROW_COLUMNS ")"
 		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (org_id, provider) DO NOTHING",
 	8, {UUIDOID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, BYTEAOID, INT4OID, TIMESTAMPTZOID}},
-	[P_DELETE] = {"DELETE FROM sdr_creds.credentials WHERE id = $1 AND org_id = $2",
+	[P_DELETE] = {"DELETE FROM sdr_creds.credentials WHERE id" EQ "$1 AND org_id" EQ "$2",
 	2, {UUIDOID, UUIDOID}},
-	[P_ROTATE_BATCH] = {"SELECT " ROW_COLUMNS " FROM sdr_creds.credentials WHERE key_version <> $1"
+	[P_ROTATE_BATCH] = {"SELECT " ROW_COLUMNS " FROM sdr_creds.credentials WHERE key_version" NE "$1"
 		" ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED", 2, {INT4OID, INT4OID}},
 	[P_ROTATE_UPDATE] = {"UPDATE sdr_creds.credentials SET secrets = $2, key_version = $3"
-		" WHERE id = $1", 3, {UUIDOID, BYTEAOID, INT4OID}},
+		" WHERE id" EQ "$1", 3, {UUIDOID, BYTEAOID, INT4OID}},
 	[P_ROTATE_REMAINING] = {"SELECT pg_catalog.count(*) FROM sdr_creds.credentials"
-		" WHERE key_version <> $1", 1, {INT4OID}},
+		" WHERE key_version" NE "$1", 1, {INT4OID}},
 };
 
 static SPIPlanPtr plans[P_COUNT];
@@ -301,11 +301,17 @@ PG_FUNCTION_INFO_V1(sdr_creds_store);
 Datum
 sdr_creds_store(PG_FUNCTION_ARGS)
 {
-	return store(fcinfo,
-				 PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
-				 PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1),
-				 PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2),
-				 PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3));
+	OwnerContext oc;
+	Datum		result;
+
+	owner_enter(fcinfo, &oc);
+	result = store(fcinfo,
+				   PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
+				   PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1),
+				   PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2),
+				   PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3));
+	owner_leave(&oc);
+	return result;
 }
 
 /* A string field of the request body, or NULL if absent or null. */
@@ -333,7 +339,10 @@ sdr_creds_store_json(PG_FUNCTION_ARGS)
 	Jsonb	   *body;
 	Jsonb	   *metadata = NULL;
 	JsonbValue	v;
+	OwnerContext oc;
+	Datum		result;
 
+	owner_enter(fcinfo, &oc);
 	require_org(&org);			/* 401 comes before 422 */
 	if (PG_ARGISNULL(0))
 		SDR_ERROR("422", "Request body must be a JSON object");
@@ -348,8 +357,10 @@ sdr_creds_store_json(PG_FUNCTION_ARGS)
 			SDR_ERROR("422", "Field 'metadata' must be an object");
 		metadata = JsonbValueToJsonb(&v);
 	}
-	return store(fcinfo, body_string(body, "provider", true), body_string(body, "dsn", false),
-				 body_string(body, "access_token", true), metadata);
+	result = store(fcinfo, body_string(body, "provider", true), body_string(body, "dsn", false),
+				   body_string(body, "access_token", true), metadata);
+	owner_leave(&oc);
+	return result;
 }
 
 PG_FUNCTION_INFO_V1(sdr_creds_get_by_provider);
@@ -361,7 +372,9 @@ sdr_creds_get_by_provider(PG_FUNCTION_ARGS)
 	Datum		args[2];
 	StringInfoData out;
 	bool		found = false;
+	OwnerContext oc;
 
+	owner_enter(fcinfo, &oc);
 	require_org(&org);
 	initStringInfo(&out);
 	if (provider_is_valid(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider)))
@@ -377,6 +390,7 @@ sdr_creds_get_by_provider(PG_FUNCTION_ARGS)
 	if (!found)
 		SDR_ERROR("404", "Integration credentials for provider '%s' not found",
 				  text_to_cstring(provider));
+	owner_leave(&oc);
 	PG_RETURN_TEXT_P(json_result(&out));
 }
 
@@ -400,13 +414,16 @@ sdr_creds_get(PG_FUNCTION_ARGS)
 	pg_uuid_t  *id = PG_GETARG_UUID_P(0);
 	pg_uuid_t	org;
 	StringInfoData out;
+	OwnerContext oc;
 
+	owner_enter(fcinfo, &oc);
 	require_org(&org);
 	initStringInfo(&out);
 	SPI_connect();
 	fetch_owned(id, &org);
 	append_row(&out, SPI_tuptable, 0, true);
 	SPI_finish();
+	owner_leave(&oc);
 	PG_RETURN_TEXT_P(json_result(&out));
 }
 
@@ -420,7 +437,9 @@ sdr_creds_list(PG_FUNCTION_ARGS)
 	Datum		args[3];
 	StringInfoData out;
 	uint64		n;
+	OwnerContext oc;
 
+	owner_enter(fcinfo, &oc);
 	require_org(&org);
 	if (limit < 1 || limit > LIST_MAX)
 		SDR_ERROR("422", "limit must be between 1 and %d", LIST_MAX);
@@ -442,6 +461,7 @@ sdr_creds_list(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	appendStringInfoChar(&out, ']');
+	owner_leave(&oc);
 	PG_RETURN_TEXT_P(json_result(&out));
 }
 
@@ -453,7 +473,9 @@ sdr_creds_delete(PG_FUNCTION_ARGS)
 	pg_uuid_t	org;
 	Datum		args[2];
 	StringInfoData out;
+	OwnerContext oc;
 
+	owner_enter(fcinfo, &oc);
 	require_org(&org);
 	SPI_connect();
 	fetch_owned(id, &org);
@@ -462,6 +484,7 @@ sdr_creds_delete(PG_FUNCTION_ARGS)
 	if (run(P_DELETE, args, NULL, false, 0) == 0)
 		id_not_found(id);
 	SPI_finish();
+	owner_leave(&oc);
 
 	initStringInfo(&out);
 	appendStringInfoString(&out, "{\"message\": \"Integration credentials ");

@@ -226,7 +226,7 @@ verify_key(KeyEntry *k)
 	if (SPI_execute_with_args("INSERT INTO sdr_creds.key_versions (version, fingerprint)"
 							  " VALUES ($1, $2) ON CONFLICT (version) DO NOTHING",
 							  2, types, args, NULL, false, 0) < 0 ||
-		SPI_execute_with_args("SELECT fingerprint = $2 FROM sdr_creds.key_versions WHERE version = $1",
+		SPI_execute_with_args("SELECT fingerprint" EQ "$2 FROM sdr_creds.key_versions WHERE version" EQ "$1",
 							  2, types, args, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "sdr_creds: could not check the key fingerprint");

@@ -7,7 +7,10 @@
 #include <sodium.h>
 
 #include "access/xact.h"
+#include "catalog/pg_proc.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/syscache.h"
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;
@@ -86,6 +89,41 @@ _PG_init(void)
 
 	RegisterXactCallback(org_context_clear, NULL);
 	redact_init();
+}
+
+/*
+ * Runs the rest of a call with the privileges of the function's owner (the
+ * superuser who installed the extension), as SECURITY DEFINER would. The API
+ * functions do this in C rather than with SECURITY DEFINER ... SET
+ * search_path, whose per-call setting work costs more than the rest of a
+ * lookup: every statement they run names its schema, functions and operators
+ * (EQ, NE, GT), so no search_path can redirect them. An error restores the
+ * caller's identity with the (sub)transaction's abort.
+ */
+void
+owner_enter(FunctionCallInfo fcinfo, OwnerContext *ctx)
+{
+	Oid		   *owner = fcinfo->flinfo->fn_extra;
+
+	if (owner == NULL)
+	{
+		HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "sdr_creds: cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+		owner = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(Oid));
+		*owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+		ReleaseSysCache(tup);
+		fcinfo->flinfo->fn_extra = owner;
+	}
+	GetUserIdAndSecContext(&ctx->user, &ctx->sec_context);
+	SetUserIdAndSecContext(*owner, ctx->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+void
+owner_leave(const OwnerContext *ctx)
+{
+	SetUserIdAndSecContext(ctx->user, ctx->sec_context);
 }
 
 /* A random (version 4) UUID. */

@@ -7,6 +7,8 @@
 
 #include "postgres.h"
 
+#include "fmgr.h"
+
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -26,12 +28,29 @@ extern char *sdr_jwt_audience;
 			(errcode(MAKE_SQLSTATE('P', 'T', (status)[0], (status)[1], (status)[2])), \
 			 errmsg(__VA_ARGS__), errhidestmt(true)))
 
+/*
+ * Statements the extension runs name every schema, function and operator, so
+ * no search_path can redirect them (see owner_enter).
+ */
+#define EQ " OPERATOR(pg_catalog.=) "
+#define NE " OPERATOR(pg_catalog.<>) "
+#define GT " OPERATOR(pg_catalog.>) "
+
 #define MSG_UNAUTHORIZED "Invalid or missing authentication credentials"
 #define MSG_FORBIDDEN    "You do not have permission to access this resource"
 
 /* The org context (sdr_creds.c): set by authentication, cleared at transaction end. */
 extern void org_context_set(const pg_uuid_t *org);
 extern bool org_context_get(pg_uuid_t *org);
+
+/* Running a call with its owner's privileges (sdr_creds.c) */
+typedef struct OwnerContext
+{
+	Oid			user;
+	int			sec_context;
+} OwnerContext;
+extern void owner_enter(FunctionCallInfo fcinfo, OwnerContext *ctx);
+extern void owner_leave(const OwnerContext *ctx);
 
 /* Authentication (auth.c) */
 extern void authenticate_credential(const char *credential, pg_uuid_t *org);
