@@ -44,6 +44,14 @@ CREATE TABLE sdr_creds.api_keys (
     revoked_at  timestamptz
 );
 CREATE INDEX api_keys_org ON sdr_creds.api_keys (org_id);
+
+-- Backends cache verified keys; any change to this table empties every cache.
+CREATE FUNCTION sdr_creds.api_keys_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'sdr_creds_api_keys_changed' LANGUAGE C;
+COMMENT ON FUNCTION sdr_creds.api_keys_changed() IS
+  'trigger: invalidates every backend''s cache of verified API keys';
+CREATE TRIGGER api_keys_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON sdr_creds.api_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION sdr_creds.api_keys_changed();
 COMMENT ON TABLE sdr_creds.api_keys IS
   'API keys: only a SHA-256 hash and a short display prefix are kept';
 

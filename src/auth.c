@@ -14,10 +14,76 @@
 #include "jwt.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "catalog/namespace.h"
+#include "utils/rel.h"
+#include "commands/trigger.h"
 
 #define API_KEY_MAX_BYTES 256
 
 static SPIPlanPtr plan_api_key = NULL;
+
+/*
+ * API keys this backend has verified, by hash, so a hit skips the lookup.
+ * Every change to sdr_creds.api_keys fires a trigger (api_keys_changed) that
+ * invalidates the table's relcache entry in all backends when it commits;
+ * that empties this cache before their next transaction uses it, so a revoked
+ * key stops working at once. Expiry is checked on every use.
+ */
+typedef struct CachedKey
+{
+	unsigned char hash[API_KEY_HASH_BYTES];
+	pg_uuid_t	org;
+	TimestampTz expires_at;		/* DT_NOEND if none */
+} CachedKey;
+
+#define KEY_CACHE_MAX 4096
+
+static HTAB *key_cache = NULL;
+static Oid	key_table = InvalidOid;
+
+static void
+key_cache_reset(Datum arg, Oid relid)
+{
+	if (relid != InvalidOid && relid != key_table)
+		return;
+	if (key_cache)
+		hash_destroy(key_cache);
+	key_cache = NULL;
+	key_table = InvalidOid;
+}
+
+static CachedKey *
+key_cache_find(const unsigned char *hash, bool create)
+{
+	static bool callback_registered = false;
+	bool		found;
+	CachedKey  *k;
+
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(key_cache_reset, (Datum) 0);
+		callback_registered = true;
+	}
+	if (key_cache == NULL)
+	{
+		HASHCTL		ctl = {.keysize = API_KEY_HASH_BYTES, .entrysize = sizeof(CachedKey)};
+
+		if (!create)
+			return NULL;
+		key_table = get_relname_relid("api_keys", get_namespace_oid("sdr_creds", false));
+		key_cache = hash_create("sdr_creds API keys", 64, &ctl, HASH_ELEM | HASH_BLOBS);
+	}
+	if (create && hash_get_num_entries(key_cache) >= KEY_CACHE_MAX)
+	{
+		key_cache_reset((Datum) 0, InvalidOid);
+		return key_cache_find(hash, create);
+	}
+	k = hash_search(key_cache, hash, create ? HASH_ENTER : HASH_FIND, &found);
+	return k;
+}
 
 static void pg_attribute_noreturn()
 unauthorized(void)
@@ -39,16 +105,24 @@ api_key_authenticate(const char *key, pg_uuid_t *org)
 	Datum		arg;
 	bool		isnull;
 	bool		ok;
+	CachedKey  *cached;
 
 	if (len > API_KEY_MAX_BYTES || !(has_prefix(key, "sk_live_") || has_prefix(key, "sk_test_")))
 		unauthorized();
 	api_key_hash(key, len, hash);
 
+	cached = key_cache_find(hash, false);
+	if (cached && cached->expires_at > GetCurrentTransactionStartTimestamp())
+	{
+		*org = cached->org;
+		return;
+	}
+
 	SPI_connect();
 	if (plan_api_key == NULL)
 	{
 		Oid			types[1] = {BYTEAOID};
-		SPIPlanPtr	p = SPI_prepare("SELECT org_id FROM sdr_creds.api_keys"
+		SPIPlanPtr	p = SPI_prepare("SELECT org_id, COALESCE(expires_at, 'infinity'::pg_catalog.timestamptz) FROM sdr_creds.api_keys"
 									" WHERE key_hash" EQ "$1 AND revoked_at IS NULL"
 									" AND (expires_at IS NULL OR expires_at" GT "pg_catalog.now())",
 									1, types);
@@ -62,7 +136,14 @@ api_key_authenticate(const char *key, pg_uuid_t *org)
 		elog(ERROR, "sdr_creds: API key lookup failed");
 	ok = SPI_processed == 1;
 	if (ok)
-		*org = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	{
+		HeapTuple	row = SPI_tuptable->vals[0];
+
+		*org = *DatumGetUUIDP(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
+		cached = key_cache_find(hash, true);
+		cached->org = *org;
+		cached->expires_at = DatumGetTimestampTz(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull));
+	}
 	SPI_finish();
 	if (!ok)
 		unauthorized();
@@ -193,4 +274,17 @@ sdr_creds_authenticate_request(PG_FUNCTION_ARGS)
 		unauthorized();
 	owner_leave(&oc);
 	PG_RETURN_UUID_P(org);
+}
+
+/* Trigger on sdr_creds.api_keys: any change empties every backend's key cache. */
+PG_FUNCTION_INFO_V1(sdr_creds_api_keys_changed);
+Datum
+sdr_creds_api_keys_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "sdr_creds: api_keys_changed must be called as a trigger");
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
 }
