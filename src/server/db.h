@@ -1,0 +1,57 @@
+/* The database side of the server: a fixed pool of libpq connections, the
+ * prepared statements, one pipelined round trip per request, reconnection
+ * with backoff, and the mapping of SQLSTATEs to HTTP statuses. */
+#ifndef SDR_SERVER_DB_H
+#define SDR_SERVER_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <libpq-fe.h>
+
+/* The statements a route can run after authentication. */
+enum stmt_id
+{
+	STMT_NONE = -1,				/* authenticate only */
+	STMT_GET_BY_PROVIDER = 0,
+	STMT_GET,
+	STMT_LIST,
+	STMT_DELETE,
+	STMT_STORE,
+	STMT_COUNT
+};
+
+/* What one round trip produced, ready to become an HTTP response. */
+struct db_reply
+{
+	int			status;			/* HTTP status; 0 = authenticated, no statement */
+	const char *body;			/* JSON body on success (inside res) */
+	size_t		body_len;
+	const char *detail;			/* error text for {"detail": ...} */
+	PGresult   *res;			/* owns body or detail; NULL if none */
+	bool		retry;			/* database unavailable: add Retry-After */
+	char		org_id[40];		/* the authenticated org, "" if none */
+};
+
+/* Opens the pool; connection failures here are logged, not fatal. */
+int			db_init(const char *conninfo, int size);
+
+/* Authenticates with the two header values (either may be NULL), then runs
+ * stmt with params, as one implicit transaction in one round trip. */
+void		db_call(enum stmt_id stmt, int nparams, const char *const *params,
+					const char *api_key, const char *authorization,
+					struct db_reply *reply);
+
+/* Frees what a reply holds. */
+void		db_reply_free(struct db_reply *reply);
+
+/* True if a pool connection answers SELECT 1. */
+bool		db_ready(void);
+
+/* Asks the server to cancel every statement in flight (used when a graceful
+ * stop takes too long). */
+void		db_cancel_busy(void);
+
+/* Closes every connection; no request may be running. */
+void		db_close(void);
+
+#endif

@@ -1,0 +1,224 @@
+/* sdr_creds_server: the HTTP front of the sdr_creds extension. Reads flags
+ * and environment, opens the database pool, starts the HTTP server, waits
+ * for SIGTERM or SIGINT, then stops gracefully: no new connections, requests
+ * in flight finish, database connections close, exit 0. */
+#include "db.h"
+#include "http.h"
+#include "util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DRAIN_TIMEOUT_MS	10000	/* then statements in flight are cancelled */
+#define CANCEL_GRACE_MS		5000
+
+static const char usage[] =
+"Usage: sdr_creds_server [OPTION]...\n"
+"HTTP API for the sdr_creds PostgreSQL extension (one database round trip per request).\n"
+"\n"
+"  --listen ADDR        numeric IPv4/IPv6 address to listen on (default 127.0.0.1)\n"
+"                       env SDR_CREDS_LISTEN\n"
+"  --port N             TCP port, 0 for any free port (default 8080)\n"
+"                       env SDR_CREDS_PORT\n"
+"  --db CONNINFO        libpq connection string or URI; default env SDR_CREDS_DB,\n"
+"                       else libpq's PGHOST, PGPORT, PGDATABASE, PGUSER, ...\n"
+"  --pool N             database connections, one per HTTP worker thread\n"
+"                       (default 2 x CPUs, from 2 to 8)  env SDR_CREDS_POOL\n"
+"  --log-level LEVEL    error, info (adds one access line per request) or debug\n"
+"                       (default info)  env SDR_CREDS_LOG_LEVEL\n"
+"  --max-body BYTES     larger request bodies get 413 (default 65536)\n"
+"                       env SDR_CREDS_MAX_BODY\n"
+"  --max-header BYTES   larger header blocks get 431 (default 16384)\n"
+"                       env SDR_CREDS_MAX_HEADER\n"
+"  --help               show this help\n"
+"\n"
+"Logs go to stderr. SIGTERM or SIGINT stops accepting connections, lets requests\n"
+"in flight finish (cancelling statements still running after 10 s) and exits 0.\n";
+
+/* Parses a whole decimal number in [min, max]; -1 if invalid. */
+static long
+parse_num(const char *name, const char *s, long min, long max)
+{
+	char	   *end;
+	long		v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end != '\0' || v < min || v > max)
+	{
+		fprintf(stderr, "sdr_creds_server: %s must be a number from %ld to %ld\n", name, min, max);
+		return -1;
+	}
+	return v;
+}
+
+static int
+parse_level(const char *s)
+{
+	if (strcmp(s, "error") == 0)
+		return LOG_ERROR;
+	if (strcmp(s, "info") == 0)
+		return LOG_INFO;
+	if (strcmp(s, "debug") == 0)
+		return LOG_DEBUG;
+	fprintf(stderr, "sdr_creds_server: log level must be error, info or debug\n");
+	return -1;
+}
+
+/* Two connections per CPU keeps PostgreSQL busy without making it and the
+ * workers fight for the CPUs (more is slower under load on small machines). */
+static long
+default_pool(void)
+{
+	long		cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return cpus < 1 ? 2 : cpus > 4 ? 8 : 2 * cpus;
+}
+
+static const char *
+env_or(const char *name, const char *fallback)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : fallback;
+}
+
+static void
+sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+/* Waits up to ms for the requests in flight to finish; true if they did. */
+static bool
+wait_idle(int ms)
+{
+	double		deadline = now_ms() + ms;
+
+	while (http_in_flight() > 0)
+	{
+		if (now_ms() >= deadline)
+			return false;
+		sleep_ms(10);
+	}
+	return true;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"listen", required_argument, NULL, 'l'},
+		{"port", required_argument, NULL, 'p'},
+		{"db", required_argument, NULL, 'd'},
+		{"pool", required_argument, NULL, 'n'},
+		{"log-level", required_argument, NULL, 'v'},
+		{"max-body", required_argument, NULL, 'b'},
+		{"max-header", required_argument, NULL, 'H'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}
+	};
+	const char *listen_addr = env_or("SDR_CREDS_LISTEN", "127.0.0.1");
+	const char *port = env_or("SDR_CREDS_PORT", "8080");
+	const char *conninfo = env_or("SDR_CREDS_DB", "");
+	const char *pool = env_or("SDR_CREDS_POOL", NULL);
+	const char *level = env_or("SDR_CREDS_LOG_LEVEL", "info");
+	const char *max_body = env_or("SDR_CREDS_MAX_BODY", "65536");
+	const char *max_header = env_or("SDR_CREDS_MAX_HEADER", "16384");
+	struct http_config config;
+	long		port_num,
+				pool_size,
+				body_limit,
+				header_limit;
+	int			opt,
+				sig,
+				bound;
+	sigset_t	signals;
+
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1)
+	{
+		switch (opt)
+		{
+			case 'l': listen_addr = optarg; break;
+			case 'p': port = optarg; break;
+			case 'd': conninfo = optarg; break;
+			case 'n': pool = optarg; break;
+			case 'v': level = optarg; break;
+			case 'b': max_body = optarg; break;
+			case 'H': max_header = optarg; break;
+			case 'h':
+				fputs(usage, stdout);
+				return 0;
+			default:
+				fputs(usage, stderr);
+				return 2;
+		}
+	}
+	if (optind < argc)
+	{
+		fputs(usage, stderr);
+		return 2;
+	}
+	log_level = parse_level(level);
+	port_num = parse_num("--port", port, 0, 65535);
+	pool_size = pool ? parse_num("--pool", pool, 1, 1000) : default_pool();
+	body_limit = parse_num("--max-body", max_body, 1, 64L << 20);
+	header_limit = parse_num("--max-header", max_header, 1024, 1L << 20);
+	if (log_level < 0 || port_num < 0 || pool_size < 0 || body_limit < 0 || header_limit < 0)
+		return 2;
+	config.listen = listen_addr;
+	config.port = (int) port_num;
+	config.max_body = (size_t) body_limit;
+	config.max_header = (size_t) header_limit;
+	config.threads = (int) pool_size;	/* one connection per worker: no waiting */
+
+	/* signals are taken by sigwait() below; every thread started from here
+	 * on inherits the mask */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&signals);
+	sigaddset(&signals, SIGTERM);
+	sigaddset(&signals, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &signals, NULL);
+	log_start();
+
+	if (db_init(conninfo, (int) pool_size) != 0)
+	{
+		log_msg(LOG_ERROR, "out of memory");
+		log_stop();
+		return 1;
+	}
+	if ((bound = http_start(&config)) < 0)
+	{
+		db_close();
+		log_stop();
+		return 1;
+	}
+	log_msg(LOG_INFO, "listening on %s port %d (pool %ld)", listen_addr, bound, pool_size);
+
+	if (sigwait(&signals, &sig) != 0)
+		sig = SIGTERM;
+	log_msg(LOG_INFO, "%s: stopping; %d request(s) in flight",
+			sig == SIGINT ? "SIGINT" : "SIGTERM", http_in_flight());
+	http_stop_accepting();
+	if (!wait_idle(DRAIN_TIMEOUT_MS))
+	{
+		log_msg(LOG_ERROR, "requests still running after %d ms; cancelling their statements",
+				DRAIN_TIMEOUT_MS);
+		db_cancel_busy();
+		wait_idle(CANCEL_GRACE_MS);
+	}
+	http_stop();
+	db_close();
+	log_msg(LOG_INFO, "stopped");
+	log_stop();
+	return 0;
+}

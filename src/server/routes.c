@@ -1,0 +1,272 @@
+/* The route table: method and path pattern to the statement a request runs,
+ * and the checks on its arguments that need no database (UUID syntax,
+ * integer limit/offset, UTF-8 text). Paths are matched segment by segment
+ * as sent: no dot-segment or slash normalisation, so "..", "//" and encoded
+ * slashes never reach another route. */
+#include "routes.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#define LIST_DEFAULT_LIMIT	"100"	/* sdr_creds.list()'s defaults */
+#define LIST_DEFAULT_OFFSET	"0"
+
+struct handler
+{
+	enum action action;
+	enum stmt_id stmt;
+};
+
+static const struct route
+{
+	const char *pattern;
+	const char *allow;
+	struct handler get;			/* also HEAD */
+	struct handler post;
+	struct handler delete;
+}			routes[] = {
+#define R_HEALTHZ 0
+	{"/healthz", "GET, HEAD", {ACT_HEALTHZ, STMT_NONE}, {0, STMT_NONE}, {0, STMT_NONE}},
+#define R_READYZ 1
+	{"/readyz", "GET, HEAD", {ACT_READYZ, STMT_NONE}, {0, STMT_NONE}, {0, STMT_NONE}},
+#define R_COLLECTION 2
+	{"/integration-credentials/", "GET, HEAD, POST",
+	{ACT_DB, STMT_LIST}, {ACT_DB, STMT_STORE}, {0, STMT_NONE}},
+#define R_PROVIDER 3
+	{"/integration-credentials/provider/{provider}", "GET, HEAD",
+	{ACT_DB, STMT_GET_BY_PROVIDER}, {0, STMT_NONE}, {0, STMT_NONE}},
+#define R_ID 4
+	{"/integration-credentials/{credentials_id}", "GET, HEAD, DELETE",
+	{ACT_DB, STMT_GET}, {0, STMT_NONE}, {ACT_DB, STMT_DELETE}},
+};
+
+bool
+routes_is_uuid(const char *s)
+{
+	for (int i = 0; i < 36; i++)
+	{
+		char		c = s[i];
+
+		if (i == 8 || i == 13 || i == 18 || i == 23)
+		{
+			if (c != '-')
+				return false;
+		}
+		else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+			return false;
+	}
+	return s[36] == '\0';
+}
+
+/* An optionally signed decimal integer, clamped to the int range (the
+ * database rejects values outside its own limits with its own message). */
+static bool
+parse_int(const char *s, char *out, size_t size)
+{
+	long long	v = 0;
+	bool		neg = false;
+
+	if (*s == '-' || *s == '+')
+		neg = *s++ == '-';
+	if (*s == '\0')
+		return false;
+	for (; *s; s++)
+	{
+		if (*s < '0' || *s > '9')
+			return false;
+		if (v <= INT_MAX)
+			v = v * 10 + (*s - '0');
+	}
+	if (neg)
+		v = -v;
+	v = v > INT_MAX ? INT_MAX : v < INT_MIN ? INT_MIN : v;
+	snprintf(out, size, "%d", (int) v);
+	return true;
+}
+
+void
+routes_match(const char *method, const char *path,
+			 const char *limit, const char *offset, struct route_match *m)
+{
+	static const char base[] = "/integration-credentials";
+	const struct route *r = NULL;
+	const struct handler *h;
+	const char *arg = NULL;
+
+	memset(m, 0, sizeof *m);
+	m->pattern = "-";
+	m->stmt = STMT_NONE;
+
+	if (strcmp(path, "/healthz") == 0)
+		r = &routes[R_HEALTHZ];
+	else if (strcmp(path, "/readyz") == 0)
+		r = &routes[R_READYZ];
+	else if (strncmp(path, base, sizeof base - 1) == 0)
+	{
+		const char *rest = path + sizeof base - 1;
+
+		if (rest[0] == '\0' || strcmp(rest, "/") == 0)
+			r = &routes[R_COLLECTION];
+		else if (strncmp(rest, "/provider/", 10) == 0 && rest[10] != '\0' &&
+				 strchr(rest + 10, '/') == NULL)
+		{
+			r = &routes[R_PROVIDER];
+			arg = rest + 10;
+		}
+		else if (rest[0] == '/' && rest[1] != '\0' && strchr(rest + 1, '/') == NULL)
+		{
+			r = &routes[R_ID];
+			arg = rest + 1;
+		}
+	}
+	if (r == NULL)
+	{
+		m->status = 404;
+		return;
+	}
+	m->pattern = r->pattern;
+
+	if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+		h = &r->get;
+	else if (strcmp(method, "POST") == 0)
+		h = &r->post;
+	else if (strcmp(method, "DELETE") == 0)
+		h = &r->delete;
+	else
+		h = NULL;
+	if (h == NULL || h->action == ACT_NONE)
+	{
+		m->status = 405;
+		m->allow = r->allow;
+		return;
+	}
+	m->action = h->action;
+	m->stmt = h->stmt;
+
+	switch (m->stmt)
+	{
+		case STMT_GET_BY_PROVIDER:
+			m->nparams = 1;
+			m->params[0] = arg;
+			if (!utf8_valid(arg, strlen(arg)))
+				m->invalid = "Invalid provider: must be UTF-8 text";
+			break;
+		case STMT_GET:
+		case STMT_DELETE:
+			m->nparams = 1;
+			m->params[0] = arg;
+			if (!routes_is_uuid(arg))
+				m->invalid = "Invalid credentials_id: must be a UUID";
+			break;
+		case STMT_LIST:
+			m->nparams = 2;
+			m->params[0] = m->limit;
+			m->params[1] = m->offset;
+			if (!parse_int(limit ? limit : LIST_DEFAULT_LIMIT, m->limit, sizeof m->limit))
+				m->invalid = "Invalid limit: must be an integer";
+			else if (!parse_int(offset ? offset : LIST_DEFAULT_OFFSET, m->offset, sizeof m->offset))
+				m->invalid = "Invalid offset: must be an integer";
+			break;
+		case STMT_STORE:
+			m->wants_body = true;
+			m->nparams = 1;
+			break;
+		default:
+			break;
+	}
+}
+
+void
+routes_set_body(struct route_match *m, const char *body, size_t len)
+{
+	m->params[0] = body;
+	if (!utf8_valid(body, len))
+		m->invalid = "Invalid JSON: the request body must be UTF-8 text";
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+size_t
+routes_unescape(char *s)
+{
+	char	   *w = s;
+
+	for (char *r = s; *r; r++)
+	{
+		int			hi,
+					lo;
+
+		if (*r == '%' && (hi = hexval(r[1])) >= 0 && (lo = hexval(r[2])) >= 0 &&
+			(hi << 4 | lo) != 0 && (hi << 4 | lo) != '/')
+		{
+			*w++ = (char) (hi << 4 | lo);
+			r += 2;
+		}
+		else
+			*w++ = *r;
+	}
+	*w = '\0';
+	return (size_t) (w - s);
+}
+
+bool
+utf8_valid(const char *str, size_t len)
+{
+	const unsigned char *s = (const unsigned char *) str;
+	size_t		i = 0;
+
+	while (i < len)
+	{
+		unsigned char c = s[i];
+		size_t		n;
+		unsigned int lo = 0x80, hi = 0xbf;
+
+		if (c == 0)
+			return false;
+		if (c < 0x80)
+		{
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 1;
+		else if (c >= 0xe0 && c <= 0xef)
+		{
+			n = 2;
+			if (c == 0xe0)
+				lo = 0xa0;		/* overlong */
+			else if (c == 0xed)
+				hi = 0x9f;		/* surrogates */
+		}
+		else if (c >= 0xf0 && c <= 0xf4)
+		{
+			n = 3;
+			if (c == 0xf0)
+				lo = 0x90;		/* overlong */
+			else if (c == 0xf4)
+				hi = 0x8f;		/* above U+10FFFF */
+		}
+		else
+			return false;
+		if (len - i <= n)
+			return false;
+		if (s[i + 1] < lo || s[i + 1] > hi)
+			return false;
+		for (size_t k = 2; k <= n; k++)
+			if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+				return false;
+		i += n + 1;
+	}
+	return true;
+}

@@ -1,0 +1,58 @@
+/* The route table: method and path pattern to the statement a request runs,
+ * and the checks on its arguments that need no database (UUID syntax,
+ * integer limit/offset, UTF-8 text). Pure functions of their inputs, with no
+ * dependency on the rest of the server (the route fuzz harness links only
+ * this file). */
+#ifndef SDR_SERVER_ROUTES_H
+#define SDR_SERVER_ROUTES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "db.h"
+
+enum action
+{
+	ACT_NONE = 0,				/* method not allowed on this path */
+	ACT_HEALTHZ,
+	ACT_READYZ,
+	ACT_DB						/* authenticate, then run stmt */
+};
+
+struct route_match
+{
+	const char *pattern;		/* route pattern for the access log; "-" if none */
+	int			status;			/* 0 if routed, else 404 or 405 */
+	const char *allow;			/* methods for a 405's Allow header */
+	enum action action;
+	enum stmt_id stmt;
+	bool		wants_body;
+	int			nparams;
+	const char *params[2];
+	const char *invalid;		/* set: answer 422 with this detail once authenticated */
+	char		limit[12];
+	char		offset[12];
+};
+
+/* Matches a request. path is the URL path after routes_unescape(); limit and
+ * offset are the query values (NULL when absent). Pointers into path are kept. */
+void		routes_match(const char *method, const char *path,
+						 const char *limit, const char *offset,
+						 struct route_match *m);
+
+/* Binds a POST body (len bytes, NUL-terminated) to a matched STMT_STORE. */
+void		routes_set_body(struct route_match *m, const char *body, size_t len);
+
+/* Percent-decodes s in place except %00 and %2F, which stay as written (a
+ * decoded NUL would cut the text, a decoded slash would split a segment).
+ * Returns the new length. */
+size_t		routes_unescape(char *s);
+
+/* True if s[0..len) is well-formed UTF-8 with no NUL byte (what PostgreSQL
+ * accepts as text in a UTF8 database). */
+bool		utf8_valid(const char *s, size_t len);
+
+/* True if s is a UUID in canonical 8-4-4-4-12 hex form. */
+bool		routes_is_uuid(const char *s);
+
+#endif
