@@ -1,0 +1,247 @@
+"""Helpers for the HTTP tests: TAP-style results, redacted diagnostics, the
+throwaway database, starting and stopping sdr_creds_server, raw HTTP requests
+and HS256 JWTs. Standard library only."""
+
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(os.path.dirname(HERE))
+
+# Every secret a test handles (API keys, JWTs, the JWT secret, made-up tokens)
+# is registered here; diagnostics and failure messages are scrubbed of them.
+SECRETS = set()
+
+results = {"passed": 0, "failed": 0}
+
+
+def secret(value):
+    """Registers value as a secret and returns it."""
+    if value:
+        SECRETS.add(value)
+    return value
+
+
+def redact(text):
+    text = str(text)
+    for s in sorted(SECRETS, key=len, reverse=True):
+        text = text.replace(s, "[redacted]")
+    return text
+
+
+def diag(msg):
+    for line in redact(msg).splitlines() or [""]:
+        print("# " + line, flush=True)
+
+
+def check(name, fn, *args):
+    """Runs one test: prints "ok - name" or "not ok - name" and diagnostics."""
+    try:
+        fn(*args)
+    except Exception as e:  # noqa: BLE001 - any failure is a test failure
+        results["failed"] += 1
+        print("not ok - " + name, flush=True)
+        if isinstance(e, AssertionError):
+            diag(str(e) or "assertion failed")
+            tb = traceback.extract_tb(e.__traceback__)
+            diag("at %s line %d" % (os.path.basename(tb[-1].filename), tb[-1].lineno))
+        else:
+            diag("".join(traceback.format_exception(type(e), e, e.__traceback__))[-2000:])
+        return False
+    results["passed"] += 1
+    print("ok - " + name, flush=True)
+    return True
+
+
+def eq(actual, expected, what=""):
+    assert actual == expected, "%s: expected %r, got %r" % (what or "value", expected, actual)
+
+
+# --- database --------------------------------------------------------------
+
+def psql(sql, db=None, check_rc=True, timeout=60):
+    """Runs SQL with psql as the cluster superuser; returns stdout (unaligned)."""
+    cmd = ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db or os.environ["SDR_HTTP_DB"], "-c", sql]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check_rc and p.returncode != 0:
+        raise AssertionError("psql failed: " + p.stderr.strip()[:500])
+    return p.stdout.strip()
+
+
+def sql_literal(s):
+    return "'" + s.replace("'", "''") + "'"
+
+
+# --- server ----------------------------------------------------------------
+
+class Server:
+    """One sdr_creds_server process, on a free loopback port, logging to a file."""
+
+    def __init__(self, binary, conninfo, log_path, args=()):
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        self.start_offset = self.log.tell()
+        self.proc = subprocess.Popen(
+            [binary, "--listen", "127.0.0.1", "--port", "0", "--db", conninfo, "--log-level", "info", *args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
+        self.port = None
+        deadline = time.time() + 15
+        while time.time() < deadline and self.port is None:
+            m = re.search(r"listening on 127\.0\.0\.1 port (\d+)", self.read_log())
+            if m:
+                self.port = int(m.group(1))
+            elif self.proc.poll() is not None:
+                break
+            else:
+                time.sleep(0.05)
+        if self.port is None:
+            self.stop()
+            raise RuntimeError("server did not start: " + self.read_log()[-1000:])
+
+    def read_log(self, offset=None):
+        with open(self.log_path, "r", errors="replace") as f:
+            f.seek(self.start_offset if offset is None else offset)
+            return f.read()
+
+    def log_size(self):
+        return os.path.getsize(self.log_path)
+
+    def signal(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout):
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self, timeout=20):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.log.close()
+        return self.proc.returncode
+
+
+# --- HTTP ------------------------------------------------------------------
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = {k.lower(): v for k, v in headers}
+        self.body = body
+
+    def json(self, ordered=False):
+        return json.loads(self.body, object_pairs_hook=list if ordered else None)
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def __repr__(self):
+        return "<%d %s>" % (self.status, self.body[:300])
+
+
+# every response the tests saw, to check Content-Type on all of them
+seen = []
+
+
+def request(port, method, path, body=None, headers=None, timeout=15, conn=None):
+    """One request with http.client; path is sent exactly as given."""
+    own = conn is None
+    if own:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        if isinstance(body, str):
+            body = body.encode()
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        for k, v in (headers or {}).items():
+            conn.putheader(k, v)
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        r = conn.getresponse()
+        resp = Response(r.status, r.getheaders(), r.read())
+    finally:
+        if own:
+            conn.close()
+    seen.append((method, path, resp))
+    return resp
+
+
+def raw(port, data, timeout=10):
+    """Sends bytes on a fresh socket and returns all bytes received until close
+    (or timeout)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    out = b""
+    try:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        s.close()
+    return out
+
+
+def parse_raw(data):
+    """Status, headers (lower-case dict) and body of the first response in data."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    n = int(headers.get("content-length", len(body)))
+    return status, headers, body[:n]
+
+
+# --- JWT -------------------------------------------------------------------
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt(secret_key, claims, header=None, sign=True):
+    """An HS256 JWT (or, with sign=False, one with an empty signature)."""
+    h = header or {"alg": "HS256", "typ": "JWT"}
+    signing = b64url(json.dumps(h).encode()) + "." + b64url(json.dumps(claims).encode())
+    sig = hmac.new(secret_key, signing.encode(), hashlib.sha256).digest() if sign else b""
+    return secret(signing + "." + b64url(sig))
+
+
+def wait_until(fn, timeout, interval=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(interval)
+    return fn()
+
+
+def finish():
+    sys.stdout.flush()
+    return 1 if results["failed"] else 0

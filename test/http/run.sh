@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# HTTP tests of sdr_creds_server over a real socket. Called by test/run.sh with
+# PGHOST, PGPORT, PGUSER, PGDATABASE, SDR_CLUSTER_DIR and SDR_SERVER exported
+# (a throwaway cluster with the extension installable and its keyring set).
+# Prints one "ok - ..." / "not ok - ..." line per test; exits non-zero on failure.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+for v in PGHOST PGPORT SDR_CLUSTER_DIR SDR_SERVER; do
+  if [ -z "${!v:-}" ]; then echo "not ok - http: $v is not set"; exit 1; fi
+done
+if [ ! -x "$SDR_SERVER" ]; then echo "not ok - http: server binary $SDR_SERVER not built"; exit 1; fi
+if ! /usr/bin/python3 -c 'import requests' 2>/dev/null; then
+  echo "not ok - http: python3-requests is missing (make deps)"; exit 1
+fi
+
+work=$(mktemp -d /tmp/sdr_http.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export SDR_HTTP_WORK="$work"
+# the whole suite is bounded in time
+timeout --kill-after=10 600 /usr/bin/python3 -B "$here/test_http.py"
+rc=$?
+if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then echo "not ok - http: suite timed out"; fi
+exit $rc

@@ -1,0 +1,814 @@
+#!/usr/bin/python3
+"""HTTP tests of sdr_creds_server over a real socket, against the throwaway
+cluster test/run.sh started (PGHOST, PGPORT, PGUSER, SDR_CLUSTER_DIR,
+SDR_SERVER). Creates database sdr_http and role sdr_http_app, starts the
+server as that role, runs every row of SPEC section 6 and the operational
+tests (database restart, SIGTERM drain, access log), then cleans up.
+
+Prints one "ok - name" / "not ok - name" line per test; diagnostics start
+with "# " and never contain a key, token or JWT."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (HERE, TOP, Server, check, diag, eq, finish, jwt, parse_raw, psql,  # noqa: E402
+                     raw, request, secret, seen, sql_literal, wait_until)
+import harness  # noqa: E402
+
+DB = "sdr_http"
+ROLE = "sdr_http_app"
+FIELDS = ["id", "org_id", "provider", "dsn", "access_token", "metadata", "created_at", "updated_at"]
+UNAUTHORIZED = "Invalid or missing authentication credentials"
+FORBIDDEN = "You do not have permission to access this resource"
+CLUSTER_SH = os.path.join(TOP, "test", "cluster.sh")
+WORK = os.environ.get("SDR_HTTP_WORK") or "/tmp"
+
+ORG_A = str(uuid.uuid4())
+ORG_B = str(uuid.uuid4())
+ctx = {}
+
+
+# --- setup -------------------------------------------------------------------
+
+def setup():
+    os.environ["SDR_HTTP_DB"] = DB
+    psql("DROP DATABASE IF EXISTS %s" % DB, db="postgres")
+    psql("CREATE DATABASE %s" % DB, db="postgres")
+    psql("CREATE EXTENSION sdr_creds CASCADE")
+    # the server runs as an application role with the README's GRANTs
+    psql("DROP ROLE IF EXISTS %s" % ROLE, db="postgres")
+    psql("CREATE ROLE %s LOGIN" % ROLE, db="postgres")
+    psql("GRANT USAGE ON SCHEMA sdr_creds TO {r}; GRANT EXECUTE ON FUNCTION "
+         "sdr_creds.authenticate(text), sdr_creds.authenticate_headers(text, text), "
+         "sdr_creds.authenticate_request(), sdr_creds.current_org_id(), "
+         "sdr_creds.store(text, text, text, jsonb), sdr_creds.store_json(text), "
+         "sdr_creds.get_by_provider(text), sdr_creds.get(uuid), sdr_creds.list(integer, integer), "
+         "sdr_creds.delete(uuid) TO {r}".format(r=ROLE))
+    for name, org in (("a", ORG_A), ("b", ORG_B)):
+        out = psql("SELECT sdr_creds.create_api_key(%s::uuid, 'http test')" % sql_literal(org))
+        ctx["key_" + name] = secret(json.loads(out)["key"])
+    revoked = json.loads(psql("SELECT sdr_creds.create_api_key(%s::uuid, 'revoked')" % sql_literal(ORG_A)))
+    ctx["key_revoked"] = secret(revoked["key"])
+    psql("SELECT sdr_creds.revoke_api_key(%s::uuid)" % sql_literal(revoked["id"]))
+    with open(os.path.join(os.environ["SDR_CLUSTER_DIR"], "keys", "jwt_secret"), "rb") as f:
+        ctx["jwt_secret"] = f.read().strip()
+    secret(ctx["jwt_secret"].decode())
+    now = int(time.time())
+    ctx["jwt_a"] = jwt(ctx["jwt_secret"], {"org_id": ORG_A, "exp": now + 3600})
+    ctx["jwt_b"] = jwt(ctx["jwt_secret"], {"org_id": ORG_B, "exp": now + 3600, "nbf": now - 10})
+    # SDR_HTTP_SERVER_ROLE=postgres runs the server as the superuser instead
+    # (to tell a GRANT problem from a server problem)
+    ctx["conninfo"] = "dbname=%s user=%s" % (DB, os.environ.get("SDR_HTTP_SERVER_ROLE") or ROLE)
+    ctx["log"] = os.path.join(WORK, "sdr_http_server.log")
+    open(ctx["log"], "w").close()
+    ctx["server"] = Server(os.environ["SDR_SERVER"], ctx["conninfo"], ctx["log"])
+    ctx["port"] = ctx["server"].port
+
+
+def teardown():
+    srv = ctx.get("server")
+    if srv:
+        srv.stop()
+    psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % DB, db="postgres", check_rc=False)
+    psql("DROP ROLE IF EXISTS %s" % ROLE, db="postgres", check_rc=False)
+
+
+def key(org="a"):
+    return {"X-API-Key": ctx["key_" + org]}
+
+
+def bearer(org="a"):
+    return {"Authorization": "Bearer " + ctx["jwt_" + org]}
+
+
+def req(method, path, body=None, headers=None, **kw):
+    return request(ctx["port"], method, path, body=body, headers=headers, **kw)
+
+
+def store(org, provider, token, metadata=None, dsn="https://example.test"):
+    body = {"provider": provider, "dsn": dsn, "access_token": secret(token),
+            "metadata": metadata if metadata is not None else {}}
+    return req("POST", "/integration-credentials/", json.dumps(body), key(org))
+
+
+def detail(r):
+    return r.json().get("detail")
+
+
+def expect(r, status, detail_text=None):
+    assert r.status == status, "expected %d, got %d: %s" % (status, r.status, r.body[:300])
+    eq(r.header("content-type"), "application/json", "Content-Type")
+    if detail_text is not None:
+        eq(detail(r), detail_text, "detail")
+
+
+# --- health ------------------------------------------------------------------
+
+def t_healthz():
+    r = req("GET", "/healthz")
+    expect(r, 200)
+    eq(r.json(), {"status": "ok"})
+
+
+def t_readyz():
+    r = req("GET", "/readyz")
+    expect(r, 200)
+    eq(r.json(), {"status": "ready"})
+
+
+def t_head():
+    r = req("HEAD", "/healthz")
+    eq(r.status, 200)
+    eq(r.body, b"", "HEAD body")
+
+
+# --- store -------------------------------------------------------------------
+
+def t_post_created():
+    r = store("a", "salesforce", "tok-made-up-sf-1", {
+        "instance_url": "https://acme.my.salesforce.com", "api_version": "v58.0",
+        "token_type": "Bearer", "refresh_token": secret("rt-made-up-sf-1"),
+        "client_secret": secret("cs-made-up-1"), "scopes": "api refresh_token",
+        "webhook_token": secret("wt-made-up-1"), "signing_key": secret("sk-made-up-sign")})
+    expect(r, 201)
+    eq([k for k, _ in r.json(ordered=True)], FIELDS, "field order")
+    o = r.json()
+    eq(o["org_id"], ORG_A, "org_id")
+    eq(o["provider"], "salesforce")
+    eq(o["access_token"], "tok-made-up-sf-1", "access_token")
+    eq(o["metadata"]["refresh_token"], "rt-made-up-sf-1", "secret metadata in the object")
+    uuid.UUID(o["id"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", o["created_at"]), o["created_at"]
+    ctx["sf"] = o
+
+
+def t_post_replaced():
+    time.sleep(1.1)  # updated_at has seconds precision
+    r = store("a", "salesforce", "tok-made-up-sf-2", {
+        "instance_url": "https://acme.my.salesforce.com", "api_version": "v58.0",
+        "refresh_token": secret("rt-made-up-sf-2")}, dsn="https://acme.my.salesforce.com")
+    expect(r, 200)
+    o = r.json()
+    eq(o["id"], ctx["sf"]["id"], "id kept on replace")
+    eq(o["created_at"], ctx["sf"]["created_at"], "created_at kept")
+    assert o["updated_at"] > ctx["sf"]["updated_at"], "updated_at moves forward"
+    eq(o["access_token"], "tok-made-up-sf-2")
+    eq(o["dsn"], "https://acme.my.salesforce.com")
+    ctx["sf"] = o
+
+
+def t_post_without_slash():
+    body = json.dumps({"provider": "hubspot", "dsn": None, "access_token": secret("tok-made-up-hs"),
+                       "metadata": {"portal_id": "12345"}})
+    r = req("POST", "/integration-credentials", body, {**key("a"), "Content-Type": "application/json"})
+    expect(r, 201)
+    eq(r.json()["dsn"], None, "dsn may be null")
+    ctx["hs"] = r.json()
+
+
+def t_post_422():
+    cases = [
+        ("invalid JSON", b'{"provider": "x", '),
+        ("not an object", b'["provider"]'),
+        ("missing provider", b'{"access_token": "tok-made-up-x"}'),
+        ("missing access_token", b'{"provider": "pipedrive"}'),
+        ("provider not a string", b'{"provider": 123, "access_token": "tok-made-up-x"}'),
+        ("access_token not a string", b'{"provider": "pipedrive", "access_token": 5}'),
+        ("metadata not an object", b'{"provider": "pipedrive", "access_token": "tok-made-up-x", "metadata": "x"}'),
+        ("dsn not a string", b'{"provider": "pipedrive", "access_token": "tok-made-up-x", "dsn": 7}'),
+        ("bad provider name", b'{"provider": "Bad Name!", "access_token": "tok-made-up-x"}'),
+        ("empty body", b""),
+        ("NUL byte in body", b'{"provider": "pipedrive", "access_token": "tok\x00made-up"}'),
+        ("body not UTF-8", b'{"provider": "pipedrive", "access_token": "tok-\xff\xfe"}'),
+    ]
+    secret("tok-made-up-x")
+    bad = []
+    for name, body in cases:
+        r = req("POST", "/integration-credentials/", body, key("a"))
+        if r.status != 422 or r.header("content-type") != "application/json" or not detail(r):
+            bad.append("%s: %d %s" % (name, r.status, r.body[:200]))
+    assert not bad, "\n".join(bad)
+    r = req("GET", "/integration-credentials/provider/pipedrive", headers=key("a"))
+    expect(r, 404)
+
+
+def t_post_unauthenticated():
+    r = req("POST", "/integration-credentials/", b'{"provider": "x", "access_token": "y"}')
+    expect(r, 401, UNAUTHORIZED)
+    r = req("POST", "/integration-credentials/", b'{not json')
+    expect(r, 401, UNAUTHORIZED)
+
+
+# --- read --------------------------------------------------------------------
+
+def t_get_by_provider():
+    r = req("GET", "/integration-credentials/provider/salesforce", headers=key("a"))
+    expect(r, 200)
+    eq([k for k, _ in r.json(ordered=True)], FIELDS, "field order")
+    eq(r.json(), ctx["sf"], "object")
+
+
+def t_get_by_provider_404():
+    r = req("GET", "/integration-credentials/provider/zoho", headers=key("a"))
+    expect(r, 404, "Integration credentials for provider 'zoho' not found")
+
+
+def t_get_by_id():
+    r = req("GET", "/integration-credentials/" + ctx["sf"]["id"], headers=key("a"))
+    expect(r, 200)
+    eq([k for k, _ in r.json(ordered=True)], FIELDS, "field order")
+    eq(r.json(), ctx["sf"], "object")
+    r = req("GET", "/integration-credentials/" + ctx["sf"]["id"].upper(), headers=key("a"))
+    expect(r, 200)
+
+
+def t_get_by_id_404():
+    missing = str(uuid.uuid4())
+    r = req("GET", "/integration-credentials/" + missing, headers=key("a"))
+    expect(r, 404, "Integration credentials %s not found" % missing)
+
+
+def t_get_by_id_422():
+    for bad in ["not-a-uuid", "123", "6f1c2a4e-9b1d-4c3e-8a55-0d9e4b7c21a", "6f1c2a4e-9b1d-4c3e-8a55-0d9e4b7c21aaa",
+                "6f1c2a4e-9b1d-4c3e-8a55-0d9e4b7c21ag", "'%20OR%201=1--", "%00"]:
+        r = req("GET", "/integration-credentials/" + bad, headers=key("a"))
+        expect(r, 422)
+        assert "UUID" in detail(r), detail(r)
+
+
+def t_list():
+    for path in ("/integration-credentials", "/integration-credentials/"):
+        r = req("GET", path, headers=key("a"))
+        expect(r, 200)
+        items = r.json(ordered=True)
+        assert isinstance(items, list), "a JSON array"
+        eq([k for k, _ in items[0]], FIELDS, "field order in a listing")
+        items = r.json()
+        eq([i["provider"] for i in items], ["hubspot", "salesforce"], "newest first (" + path + ")")
+        sf = items[1]
+        eq(sf["access_token"], ctx["sf"]["access_token"], "listing carries access_token")
+        eq(sf["metadata"], {"instance_url": "https://acme.my.salesforce.com", "api_version": "v58.0"},
+           "listing omits secret metadata")
+
+
+def t_list_secret_metadata():
+    r = store("a", "salesforce-sandbox", "tok-made-up-sb", {
+        "token_type": "Bearer", "portal_id": "p1", "refresh_token": secret("rt-made-up-sb"),
+        "client_secret": secret("cs-made-up-sb"), "id_token": secret("it-made-up-sb"),
+        "password": secret("pw-made-up-sb"), "private_key": secret("pk-made-up-sb"),
+        "webhook_token": secret("wh-made-up-sb"), "app_secret": secret("as-made-up-sb"),
+        "db_password": secret("dp-made-up-sb"), "api_key": secret("ak-made-up-sb")})
+    expect(r, 201)
+    ctx["sb"] = r.json()
+    eq(len(ctx["sb"]["metadata"]), 11, "the object keeps all metadata")
+    r = req("GET", "/integration-credentials/?limit=1", headers=key("a"))
+    expect(r, 200)
+    items = r.json()
+    eq(len(items), 1)
+    eq(items[0]["provider"], "salesforce-sandbox")
+    eq(items[0]["metadata"], {"token_type": "Bearer", "portal_id": "p1"}, "listing metadata")
+
+
+def t_list_limit_offset():
+    r = req("GET", "/integration-credentials/?limit=2", headers=key("a"))
+    expect(r, 200)
+    eq([i["provider"] for i in r.json()], ["salesforce-sandbox", "hubspot"], "limit=2")
+    r = req("GET", "/integration-credentials/?limit=2&offset=1", headers=key("a"))
+    expect(r, 200)
+    eq([i["provider"] for i in r.json()], ["hubspot", "salesforce"], "limit=2&offset=1")
+    r = req("GET", "/integration-credentials?offset=3", headers=key("a"))
+    expect(r, 200)
+    eq(r.json(), [], "offset past the end")
+    r = req("GET", "/integration-credentials/?limit=1000&offset=0&other=x", headers=key("a"))
+    expect(r, 200)
+    eq(len(r.json()), 3)
+
+
+def t_list_422():
+    bad = []
+    for q in ["limit=0", "limit=1001", "limit=-1", "offset=-1", "limit=abc", "limit=", "limit=1.5",
+              "offset=x", "limit=99999999999999999999", "offset=-99999999999", "limit=%201", "limit=1e3"]:
+        r = req("GET", "/integration-credentials/?" + q, headers=key("a"))
+        if r.status != 422 or not detail(r):
+            bad.append("%s: %d %s" % (q, r.status, r.body[:200]))
+    assert not bad, "\n".join(bad)
+
+
+# --- delete ------------------------------------------------------------------
+
+def t_delete():
+    cid = ctx["sb"]["id"]
+    r = req("DELETE", "/integration-credentials/" + cid, headers=key("a"))
+    expect(r, 200)
+    eq(r.json(), {"message": "Integration credentials %s deleted successfully" % cid})
+    r = req("GET", "/integration-credentials/" + cid, headers=key("a"))
+    expect(r, 404, "Integration credentials %s not found" % cid)
+    r = req("DELETE", "/integration-credentials/" + cid, headers=key("a"))
+    expect(r, 404, "Integration credentials %s not found" % cid)
+
+
+def t_delete_422():
+    r = req("DELETE", "/integration-credentials/nope", headers=key("a"))
+    expect(r, 422)
+
+
+# --- authentication ----------------------------------------------------------
+
+def t_bearer_jwt():
+    r = req("GET", "/integration-credentials/provider/salesforce", headers=bearer("a"))
+    expect(r, 200)
+    eq(r.json()["id"], ctx["sf"]["id"])
+    r = req("GET", "/integration-credentials/provider/salesforce", headers={"authorization": "bearer " + ctx["jwt_a"]})
+    expect(r, 200)
+
+
+def t_api_key_wins():
+    # a valid key for A and a valid JWT for B: A's view
+    r = req("GET", "/integration-credentials/", headers={**key("a"), **bearer("b")})
+    expect(r, 200)
+    eq(sorted(i["provider"] for i in r.json()), ["hubspot", "salesforce"], "org A's credentials")
+    # an invalid key and a valid JWT: the key decides
+    r = req("GET", "/integration-credentials/", headers={"X-API-Key": secret("sk_live_madeupmadeupmadeupmadeup"), **bearer("a")})
+    expect(r, 401, UNAUTHORIZED)
+
+
+def t_401():
+    now = int(time.time())
+    s = ctx["jwt_secret"]
+    cases = {
+        "no credentials": {},
+        "unknown API key": {"X-API-Key": secret("sk_live_0000000000000000000000000000")},
+        "revoked API key": {"X-API-Key": ctx["key_revoked"]},
+        "empty API key": {"X-API-Key": ""},
+        "not Bearer": {"Authorization": "Basic " + secret("dXNlcjpwYXNzd29yZA==")},
+        "Bearer without token": {"Authorization": "Bearer "},
+        "garbage JWT": {"Authorization": "Bearer " + secret("not.a.jwt")},
+        "expired JWT": {"Authorization": "Bearer " + jwt(s, {"org_id": ORG_A, "exp": now - 120})},
+        "JWT not yet valid": {"Authorization": "Bearer " + jwt(s, {"org_id": ORG_A, "exp": now + 600, "nbf": now + 300})},
+        "JWT wrong signature": {"Authorization": "Bearer " + jwt(b"x" * 64, {"org_id": ORG_A, "exp": now + 600})},
+        "JWT alg none": {"Authorization": "Bearer " + jwt(s, {"org_id": ORG_A, "exp": now + 600},
+                                                           header={"alg": "none", "typ": "JWT"}, sign=False)},
+        "JWT HS512 header": {"Authorization": "Bearer " + jwt(s, {"org_id": ORG_A, "exp": now + 600},
+                                                               header={"alg": "HS512", "typ": "JWT"})},
+        "JWT without org_id": {"Authorization": "Bearer " + jwt(s, {"exp": now + 600})},
+        "API key not UTF-8": {"X-API-Key": b"sk_live_\xff\xfe"},
+        "Authorization not UTF-8": {"Authorization": b"Bearer \xc3\x28"},
+    }
+    bad = []
+    for name, headers in cases.items():
+        for path in ("/integration-credentials/provider/salesforce", "/integration-credentials/",
+                     "/integration-credentials/" + ctx["sf"]["id"], "/integration-credentials/not-a-uuid"):
+            r = req("GET", path, headers=headers)
+            if (r.status != 401 or r.header("www-authenticate") != "Bearer"
+                    or r.header("content-type") != "application/json" or detail(r) != UNAUTHORIZED):
+                bad.append("%s %s: %d %s %s" % (name, path, r.status, r.header("www-authenticate"), r.body[:200]))
+    r = req("DELETE", "/integration-credentials/" + ctx["sf"]["id"])
+    if r.status != 401:
+        bad.append("DELETE without credentials: %d" % r.status)
+    assert not bad, "\n".join(bad)
+
+
+# --- isolation ---------------------------------------------------------------
+
+def t_403_other_org():
+    cid = ctx["sf"]["id"]
+    for headers in (key("b"), bearer("b")):
+        r = req("GET", "/integration-credentials/" + cid, headers=headers)
+        expect(r, 403, FORBIDDEN)
+        r = req("DELETE", "/integration-credentials/" + cid, headers=headers)
+        expect(r, 403, FORBIDDEN)
+    r = req("GET", "/integration-credentials/" + cid, headers=key("a"))
+    expect(r, 200)
+
+
+def t_isolation():
+    r = req("GET", "/integration-credentials/", headers=key("b"))
+    expect(r, 200)
+    eq(r.json(), [], "org B sees none of A's credentials")
+    r = req("GET", "/integration-credentials/provider/salesforce", headers=key("b"))
+    expect(r, 404, "Integration credentials for provider 'salesforce' not found")
+    # B stores its own salesforce credential: each org sees only its own
+    r = store("b", "salesforce", "tok-made-up-b-sf")
+    expect(r, 201)
+    b_sf = r.json()
+    assert b_sf["id"] != ctx["sf"]["id"]
+    eq(b_sf["org_id"], ORG_B)
+    for hdr, want in ((key("a"), ctx["sf"]["id"]), (key("b"), b_sf["id"]), (bearer("b"), b_sf["id"])):
+        r = req("GET", "/integration-credentials/provider/salesforce", headers=hdr)
+        expect(r, 200)
+        eq(r.json()["id"], want, "own credential")
+    r = req("GET", "/integration-credentials/", headers=key("a"))
+    assert b_sf["id"] not in [i["id"] for i in r.json()], "B's credential not in A's listing"
+    r = req("DELETE", "/integration-credentials/" + b_sf["id"], headers=key("a"))
+    expect(r, 403, FORBIDDEN)
+    r = req("GET", "/integration-credentials/" + b_sf["id"], headers=key("b"))
+    expect(r, 200)
+
+
+# --- routing and limits --------------------------------------------------------
+
+def t_404():
+    for path in ["/", "/nope", "/integration-credential", "/integration-credentialsX",
+                 "/integration-credentials/provider/", "/integration-credentials//",
+                 "/integration-credentials/provider/salesforce/extra", "/healthz/",
+                 "/integration-credentials/../healthz", "/integration-credentials/%2e%2e/healthz",
+                 "//integration-credentials", "/integration-credentials%2F", "/integration-credentials%2f",
+                 "/x/../integration-credentials",
+                 "/./healthz", "/HEALTHZ"]:
+        r = req("GET", path, headers=key("a"))
+        assert r.status == 404 and detail(r) == "Not Found", "%s: %d %s" % (path, r.status, r.body[:200])
+    # an encoded slash stays inside its segment: this is an (invalid) id
+    r = req("GET", "/integration-credentials/provider%2Fsalesforce", headers=key("a"))
+    expect(r, 422)
+
+
+def t_provider_tricks():
+    r = req("GET", "/integration-credentials/provider/sales%66orce", headers=key("a"))
+    expect(r, 200)  # ordinary percent-encoding is decoded
+    eq(r.json()["id"], ctx["sf"]["id"])
+    for raw_path, shown in [("x'%20OR%20'1'='1", "x' OR '1'='1"), ("sf%3B%20DROP%20TABLE%20x", "sf; DROP TABLE x"),
+                            ("salesforce%00", "salesforce%00"), ("a%2Fb", "a%2Fb"),
+                            ("%22%5C%0A", '"\\\n')]:
+        r = req("GET", "/integration-credentials/provider/" + raw_path, headers=key("a"))
+        expect(r, 404, "Integration credentials for provider '%s' not found" % shown)
+    r = req("GET", "/integration-credentials/provider/%FF%FE", headers=key("a"))
+    expect(r, 422)
+    r = req("GET", "/integration-credentials/provider/" + "a" * 5000, headers=key("a"))
+    expect(r, 404)
+    expect(req("GET", "/healthz"), 200)
+
+
+def t_405():
+    cases = [("PUT", "/integration-credentials/", "GET, HEAD, POST"),
+             ("PATCH", "/integration-credentials", "GET, HEAD, POST"),
+             ("DELETE", "/integration-credentials/", "GET, HEAD, POST"),
+             ("POST", "/integration-credentials/provider/salesforce", "GET, HEAD"),
+             ("DELETE", "/integration-credentials/provider/salesforce", "GET, HEAD"),
+             ("POST", "/integration-credentials/" + ctx["sf"]["id"], "GET, HEAD, DELETE"),
+             ("PUT", "/integration-credentials/" + ctx["sf"]["id"], "GET, HEAD, DELETE"),
+             ("POST", "/healthz", "GET, HEAD"),
+             ("OPTIONS", "/readyz", "GET, HEAD")]
+    for method, path, allow in cases:
+        r = req(method, path, body=b"{}" if method in ("POST", "PUT", "PATCH") else None, headers=key("a"))
+        expect(r, 405, "Method Not Allowed")
+        eq(r.header("allow"), allow, "Allow for %s %s" % (method, path))
+
+
+def t_413():
+    big = b'{"provider": "big", "access_token": "' + b"x" * (64 * 1024) + b'"}'
+    r = req("POST", "/integration-credentials/", big, key("a"))
+    expect(r, 413, "Request body too large")
+    # chunked, so the size is known only while reading
+    chunks = b"".join(b"%x\r\n%s\r\n" % (8192, b"y" * 8192) for _ in range(10)) + b"0\r\n\r\n"
+    out = raw(ctx["port"], b"POST /integration-credentials/ HTTP/1.1\r\nHost: t\r\nX-API-Key: "
+              + ctx["key_a"].encode() + b"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks)
+    status, headers, body = parse_raw(out)
+    eq(status, 413, "chunked")
+    eq(headers.get("content-type"), "application/json")
+    eq(json.loads(body), {"detail": "Request body too large"})
+    # just under the limit is read and handed to the database
+    ok = b'{"provider": "big", "access_token": "tok-made-up-big"' + b" " * (60 * 1024) + b'}'
+    r = req("POST", "/integration-credentials/", ok, key("a"))
+    expect(r, 201)
+    expect(req("DELETE", "/integration-credentials/" + r.json()["id"], headers=key("a")), 200)
+
+
+def t_431():
+    r = req("GET", "/healthz", headers={"X-Filler": "f" * 15000})
+    expect(r, 200)
+    r = req("GET", "/healthz", headers={"X-Filler": "f" * 20000})
+    expect(r, 431)
+    r = req("GET", "/integration-credentials/", headers={**key("a"), **{"X-F%d" % i: "f" * 1000 for i in range(18)}})
+    expect(r, 431)
+    # too big even for libmicrohttpd's per-connection memory: its own 431
+    out = raw(ctx["port"], b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Filler: " + b"f" * 60000 + b"\r\n\r\n")
+    status, _, _ = parse_raw(out)
+    eq(status, 431, "huge header block")
+    expect(req("GET", "/healthz"), 200)
+
+
+def t_malformed_requests():
+    # libmicrohttpd answers protocol errors itself (400/505, not JSON); the
+    # server must stay up
+    for data in [b"GET /heal\x00thz HTTP/1.1\r\nHost: t\r\n\r\n", b"GARBAGE\r\n\r\n",
+                 b"GET /healthz HTTP/9.9\r\nHost: t\r\n\r\n", b"\r\n\r\n\r\n",
+                 b"GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: -5\r\n\r\n",
+                 b"POST /integration-credentials/ HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc"]:
+        raw(ctx["port"], data, timeout=2)
+    expect(req("GET", "/healthz"), 200)
+
+
+def t_keep_alive():
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", ctx["port"], timeout=10)
+    try:
+        statuses = [request(ctx["port"], m, p, headers=key("a"), conn=conn).status
+                    for m, p in [("GET", "/healthz"), ("GET", "/integration-credentials/provider/salesforce"),
+                                 ("GET", "/nope"), ("GET", "/integration-credentials/bad"),
+                                 ("GET", "/integration-credentials/")]]
+    finally:
+        conn.close()
+    eq(statuses, [200, 200, 404, 422, 200], "statuses on one connection")
+
+
+def t_content_type_everywhere():
+    bad = ["%s %s -> %d %r" % (m, p, r.status, r.header("content-type")) for m, p, r in seen
+           if r.header("content-type") != "application/json"]
+    assert len(seen) > 100, "responses seen: %d" % len(seen)
+    assert not bad, "\n".join(bad[:20])
+
+
+# --- the client example ------------------------------------------------------
+
+def t_crm_sync_example():
+    env = dict(os.environ, SDR_CREDS_URL="http://127.0.0.1:%d" % ctx["port"],
+               SDR_CREDS_API_KEY=ctx["key_a"], SDR_CREDS_PROVIDER="salesforce-crm-sync")
+    p = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "crm_sync_example.py")], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, "exit %d\n%s%s" % (p.returncode, p.stdout, p.stderr)
+    diag(p.stdout.strip())
+
+
+# --- access log ----------------------------------------------------------------
+
+ACCESS = re.compile(r"^\S+ ([A-Z]+|-) (\S+) (\d{3}|-) (\d+\.\d{3})ms org=(\S+)( \(connection closed early\))?$")
+
+
+def t_access_log_lines():
+    srv = ctx["server"]
+    start = srv.log_size()
+    sf = ctx["sf"]["id"]
+    sent = [("GET", "/healthz", {}, "/healthz", 200, "-"),
+            ("GET", "/integration-credentials/provider/salesforce", key("a"),
+             "/integration-credentials/provider/{provider}", 200, ORG_A),
+            ("GET", "/integration-credentials/" + sf + "?token=" + secret("tok-made-up-in-query"), bearer("a"),
+             "/integration-credentials/{credentials_id}", 200, ORG_A),
+            ("GET", "/integration-credentials/?limit=1&offset=0", key("b"), "/integration-credentials/", 200, ORG_B),
+            ("DELETE", "/integration-credentials/" + sf, key("b"), "/integration-credentials/{credentials_id}", 403, ORG_B),
+            ("GET", "/integration-credentials/not-a-uuid", key("a"), "/integration-credentials/{credentials_id}", 422, ORG_A),
+            ("GET", "/integration-credentials/", {"X-API-Key": secret("sk_live_made_up_wrong_key_0000")},
+             "/integration-credentials/", 401, "-"),
+            ("GET", "/secret-path-made-up", {}, "-", 404, "-"),
+            ("PUT", "/healthz", {}, "/healthz", 405, "-")]
+    for method, path, headers, *_ in sent:
+        req(method, path, headers=headers)
+    r = store("a", "log-probe", "tok-made-up-log-probe", {"refresh_token": secret("rt-made-up-log-probe")})
+    expect(r, 201)
+    sent.append(("POST", "", {}, "/integration-credentials/", 201, ORG_A))
+
+    def access_lines():
+        return [line for line in srv.read_log(start).splitlines() if ACCESS.match(line)]
+
+    wait_until(lambda: len(access_lines()) >= len(sent), 5)
+    lines = access_lines()
+    eq(len(lines), len(sent), "one access line per request")
+    for line, (method, _, _, route, status, org) in zip(lines, sent):
+        m = ACCESS.match(line)
+        eq((m.group(1), m.group(2), m.group(3), m.group(5)), (method, route, str(status), org), "access line")
+    text = srv.read_log(start)
+    for leak in ("salesforce", "not-a-uuid", "limit=", "token=", "secret-path", sf, "?"):
+        assert leak not in text, "the log shows %r (raw path or query)" % leak
+
+
+def check_log_has_no_secrets(path):
+    with open(path, "r", errors="replace") as f:
+        text = f.read()
+    leaked = [s for s in harness.SECRETS if s and s in text]
+    assert not leaked, "%d secret(s) found in %s" % (len(leaked), os.path.basename(path))
+    for word in ("sk_live_", "Bearer ", "eyJ", "access_token", "refresh_token", "made-up"):
+        assert word not in text, "%r found in %s" % (word, os.path.basename(path))
+
+
+def t_log_no_secrets():
+    check_log_has_no_secrets(ctx["log"])
+    if ctx.get("drain_log"):
+        check_log_has_no_secrets(ctx["drain_log"])
+
+
+# --- database restart ----------------------------------------------------------
+
+def t_db_restart():
+    port = ctx["port"]
+    expect(req("GET", "/integration-credentials/provider/salesforce", headers=key("a")), 200)
+    stop = threading.Event()
+    seen_statuses = []
+    acked = {"n": -1}
+    lock = threading.Lock()
+
+    def hammer():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            body = json.dumps({"provider": "restart-probe", "access_token": secret("tok-made-up-restart-%d" % n)})
+            try:
+                r = request(port, "POST", "/integration-credentials/", body, key("a"), timeout=10)
+                g = request(port, "GET", "/integration-credentials/provider/salesforce", headers=key("a"), timeout=10)
+            except OSError as e:
+                with lock:
+                    seen_statuses.append(("error", type(e).__name__, None))
+                time.sleep(0.02)
+                continue
+            with lock:
+                for x in (r, g):
+                    seen_statuses.append((x.status, x.header("retry-after"), detail(x) if x.status >= 400 else None))
+                if r.status in (200, 201):
+                    acked["n"] = n
+            time.sleep(0.02)
+
+    t = threading.Thread(target=hammer, daemon=True)
+    t.start()
+    time.sleep(0.3)
+    t0 = time.time()
+    p = subprocess.run([CLUSTER_SH, "restart", os.environ["SDR_CLUSTER_DIR"]], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, "cluster restart failed: " + p.stderr[-500:]
+    t_up = time.time()
+    ok = wait_until(lambda: req("GET", "/integration-credentials/provider/salesforce", headers=key("a")).status == 200, 10)
+    t_ok = time.time()
+    time.sleep(0.3)
+    stop.set()
+    t.join(15)
+    assert ok, "the server did not recover within 10 s of the restart"
+    diag("restart took %.1f s; first 200 %.2f s after the database was back" % (t_up - t0, t_ok - t_up))
+    with lock:
+        statuses = list(seen_statuses)
+    unexpected = [s for s in statuses if s[0] not in (200, 201, 503)]
+    assert not unexpected, "unexpected answers during the restart: %r" % unexpected[:10]
+    unavailable = [s for s in statuses if s[0] == 503]
+    assert unavailable, "no 503 seen while the database was down (%d requests)" % len(statuses)
+    assert all(s[1] == "1" for s in unavailable), "every 503 has Retry-After: 1"
+    diag("%d requests during the restart: %d answered 503" % (len(statuses), len(unavailable)))
+    expect(req("GET", "/readyz"), 200)
+    # nothing acknowledged was lost
+    r = req("GET", "/integration-credentials/provider/restart-probe", headers=key("a"))
+    expect(r, 200)
+    stored = int(r.json()["access_token"].rsplit("-", 1)[1])
+    assert stored >= acked["n"], "last acknowledged write %d, stored %d" % (acked["n"], stored)
+    expect(req("DELETE", "/integration-credentials/" + r.json()["id"], headers=key("a")), 200)
+
+
+# --- graceful stop ------------------------------------------------------------
+
+def t_sigterm_drain():
+    ctx["drain_log"] = os.path.join(WORK, "sdr_http_drain.log")
+    open(ctx["drain_log"], "w").close()
+    srv = Server(os.environ["SDR_SERVER"], ctx["conninfo"], ctx["drain_log"], args=("--pool", "2"))
+    locker = None
+    try:
+        expect(request(srv.port, "GET", "/integration-credentials/provider/salesforce", headers=key("a")), 200)
+        # hold a lock that makes the next read wait about 2.5 s
+        locker = subprocess.Popen(["psql", "-X", "-q", "-d", DB, "-c",
+                                   "BEGIN; LOCK TABLE sdr_creds.credentials IN ACCESS EXCLUSIVE MODE; "
+                                   "SELECT pg_sleep(2.5); COMMIT;"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert wait_until(lambda: psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                                       "WHERE c.relname = 'credentials' AND l.mode = 'AccessExclusiveLock' "
+                                       "AND l.granted") == "1", 10), "lock not taken"
+        result = {}
+
+        def slow():
+            t = time.time()
+            try:
+                result["r"] = request(srv.port, "GET", "/integration-credentials/provider/salesforce",
+                                      headers=key("a"), timeout=20)
+            except OSError as e:
+                result["error"] = repr(e)
+            result["took"] = time.time() - t
+
+        th = threading.Thread(target=slow, daemon=True)
+        th.start()
+        assert wait_until(lambda: psql("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' "
+                                       "AND application_name = 'sdr_creds_server' "
+                                       "AND wait_event_type = 'Lock'" % DB) == "1", 10), \
+            "the request is not waiting in the database"
+        srv.signal(signal.SIGTERM)
+        # new connections are refused at once
+        refused = wait_until(lambda: _refused(srv.port), 2)
+        assert refused, "new connections still accepted after SIGTERM"
+        th.join(20)
+        assert "r" in result, "the in-flight request failed: %s" % result.get("error")
+        expect(result["r"], 200)
+        eq(result["r"].json()["id"], ctx["sf"]["id"], "in-flight answer")
+        assert result["took"] > 1.0, "the request was not slow (%.2f s)" % result["took"]
+        code = srv.wait(20)
+        eq(code, 0, "exit status")
+        log = srv.read_log()
+        assert "stopped" in log, "no 'stopped' line"
+        lines = [l for l in log.splitlines() if ACCESS.match(l)]
+        eq(len(lines), 2, "access lines")
+        assert " 200 " in lines[-1] and "closed early" not in lines[-1], lines[-1]
+    finally:
+        if locker:
+            locker.wait(20)
+        srv.stop()
+
+
+def _refused(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
+def t_final_stop():
+    srv = ctx.pop("server")
+    code = srv.stop()
+    eq(code, 0, "exit status after SIGTERM")
+    assert "stopped" in srv.read_log(), "no 'stopped' line"
+    assert "runtime error" not in srv.read_log() and "Sanitizer" not in srv.read_log(), "sanitizer report in the log"
+
+
+# --- command line -------------------------------------------------------------
+
+def t_cli():
+    binary = os.environ["SDR_SERVER"]
+    p = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10)
+    eq(p.returncode, 0, "--help exit")
+    for flag in ("--listen", "--port", "--db", "--pool", "--log-level", "--max-body", "--max-header",
+                 "SDR_CREDS_DB", "SDR_CREDS_LISTEN", "SDR_CREDS_PORT", "SDR_CREDS_POOL", "SDR_CREDS_LOG_LEVEL"):
+        assert flag in p.stdout, flag + " not in --help"
+    for args in (["--port", "70000"], ["--pool", "0"], ["--log-level", "loud"], ["--bogus"],
+                 ["--listen", "localhost", "--port", "0"], ["--max-body", "x"]):
+        p = subprocess.run([binary, *args], capture_output=True, text=True, timeout=10)
+        assert p.returncode != 0, "%s accepted" % args
+
+
+def main():
+    try:
+        setup()
+    except Exception as e:  # noqa: BLE001
+        print("not ok - http: setup")
+        diag(repr(e))
+        teardown()
+        return 1
+    tests = [
+        ("http: GET /healthz", t_healthz),
+        ("http: GET /readyz", t_readyz),
+        ("http: HEAD", t_head),
+        ("http: POST creates (201), exact field order", t_post_created),
+        ("http: POST same provider replaces (200)", t_post_replaced),
+        ("http: POST without trailing slash, null dsn", t_post_without_slash),
+        ("http: POST 422 on invalid JSON, missing and wrong-typed fields", t_post_422),
+        ("http: POST without credentials is 401", t_post_unauthenticated),
+        ("http: GET by provider", t_get_by_provider),
+        ("http: GET by provider 404", t_get_by_provider_404),
+        ("http: GET by id", t_get_by_id),
+        ("http: GET by id 404", t_get_by_id_404),
+        ("http: GET by id 422 when not a UUID", t_get_by_id_422),
+        ("http: list with and without slash, newest first, no secret metadata", t_list),
+        ("http: list omits every kind of secret metadata", t_list_secret_metadata),
+        ("http: list limit and offset", t_list_limit_offset),
+        ("http: list 422 on bad limit/offset", t_list_422),
+        ("http: DELETE", t_delete),
+        ("http: DELETE 422 when not a UUID", t_delete_422),
+        ("http: Bearer JWT works", t_bearer_jwt),
+        ("http: X-API-Key wins over Authorization", t_api_key_wins),
+        ("http: 401 with WWW-Authenticate for missing or invalid credentials", t_401),
+        ("http: 403 for another org's credential", t_403_other_org),
+        ("http: tenant isolation (get, list, delete)", t_isolation),
+        ("http: 404 for unknown paths and path tricks", t_404),
+        ("http: provider with SQL metacharacters, NUL, slash, bad UTF-8", t_provider_tricks),
+        ("http: 405 with Allow", t_405),
+        ("http: 413 for oversized bodies", t_413),
+        ("http: 431 for oversized headers", t_431),
+        ("http: malformed requests leave the server up", t_malformed_requests),
+        ("http: keep-alive connection serves several requests", t_keep_alive),
+        ("http: CRM sync client example (requests)", t_crm_sync_example),
+        ("http: access log has one line per request, routes not paths", t_access_log_lines),
+        ("http: database restart gives 503 + Retry-After, then recovers", t_db_restart),
+        ("http: SIGTERM lets the in-flight request finish, exit 0", t_sigterm_drain),
+        ("http: logs hold no key, token or JWT", t_log_no_secrets),
+        ("http: every response is application/json", t_content_type_everywhere),
+        ("http: command line flags", t_cli),
+        ("http: server stops cleanly on SIGTERM (exit 0)", t_final_stop),
+    ]
+    skip = [w for w in os.environ.get("SDR_HTTP_SKIP", "").split(",") if w]
+    try:
+        for name, fn in tests:
+            if any(w in fn.__name__ for w in skip):
+                diag("skipped (SDR_HTTP_SKIP): " + name)
+                continue
+            check(name, fn)
+    finally:
+        if harness.results["failed"]:
+            for path in (ctx.get("log"), ctx.get("drain_log")):
+                if path and os.path.exists(path):
+                    with open(path, errors="replace") as f:
+                        diag("last lines of %s:\n%s" % (os.path.basename(path), "".join(f.readlines()[-15:])))
+        teardown()
+    return finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
