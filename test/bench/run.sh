@@ -55,7 +55,7 @@ echo "  ratio ${ratio} (target >= 0.85)"
 server=src/server/sdr_creds_server
 if [ -x "$server" ] && command -v wrk >/dev/null; then
   http_port=18080
-  "$server" --listen 127.0.0.1 --port $http_port --pool 8 --log-level error \
+  "$server" --listen 127.0.0.1 --port $http_port --log-level error \
     --db "host=$PGHOST port=$PGPORT dbname=bench user=bench_app" 2>"$work/server.log" &
   server_pid=$!
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$http_port/healthz" >/dev/null && break; sleep 0.1; done
