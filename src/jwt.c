@@ -22,6 +22,7 @@
 #include "common/jsonapi.h"
 #include "jwt.h"
 #include "mb/pg_wchar.h"
+#include "hexdigit.h"
 
 #if PG_VERSION_NUM >= 160000
 #define CALLBACK JsonParseErrorType
@@ -57,18 +58,6 @@ static const char *const field_names[F_COUNT] = {
 	[F_ALG] = "alg", [F_CRIT] = "crit", [F_EXP] = "exp", [F_NBF] = "nbf",
 	[F_AUD] = "aud", [F_ORG] = "org_id"
 };
-
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* Strict 8-4-4-4-12 hex UUID syntax. */
 bool

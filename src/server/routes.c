@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include "../hexdigit.h"
 
 #define LIST_DEFAULT_LIMIT	"100"	/* sdr_creds.list()'s defaults */
 #define LIST_DEFAULT_OFFSET	"0"
@@ -183,18 +184,6 @@ routes_set_body(struct route_match *m, const char *body, size_t len)
 	m->params[0] = body;
 	if (!utf8_valid(body, len))
 		m->invalid = "Invalid JSON: the request body must be UTF-8 text";
-}
-
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 size_t
