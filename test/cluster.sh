@@ -57,7 +57,7 @@ CONF
   echo "export PGHOST='$dir' PGPORT=$port PGUSER=postgres PGDATABASE=postgres"
   ;;
 stop)
-  [ -d "$dir/data" ] && as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
+  [ -f "$dir/data/postmaster.pid" ] && as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
   ;;
 restart)
   pg_ctl_env -D "$dir/data" -l "$dir/postgres.log" -m fast -w -t 60 restart >/dev/null
