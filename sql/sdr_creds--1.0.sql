@@ -24,7 +24,7 @@ CREATE TABLE sdr_creds.credentials (
     key_version integer NOT NULL CHECK (key_version > 0),
     created_at  timestamptz NOT NULL,
     updated_at  timestamptz NOT NULL,
-    UNIQUE (org_id, provider)
+    CONSTRAINT credentials_org_provider UNIQUE (org_id, provider)
 );
 CREATE INDEX credentials_org_newest ON sdr_creds.credentials (org_id, created_at DESC, id DESC);
 CREATE INDEX credentials_key_version ON sdr_creds.credentials (key_version);

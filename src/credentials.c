@@ -3,7 +3,8 @@
  * provider, get by id, list, delete) and key rotation.
  *
  * Each call finds its org (require_org), runs prepared SPI plans kept across
- * calls, opens or seals the row's secrets and writes the JSON object once.
+ * calls (get by provider reads the unique index directly), opens or seals the
+ * row's secrets and writes the JSON object once.
  * The sealed plaintext is: access_token, a NUL byte, then the secret metadata
  * as a JSON object.
  */
@@ -11,14 +12,24 @@
 
 #include <sodium.h>
 
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
 #include "crypto.h"
+#include "executor/tuptable.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "json.h"
 #include "keyring.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #define LIST_MAX 1000
 #define ACCESS_TOKEN_MAX 16384
@@ -33,7 +44,7 @@ enum
 
 typedef enum
 {
-	P_BY_PROVIDER, P_BY_ID, P_LIST, P_LOCK, P_UPDATE, P_INSERT, P_DELETE,
+	P_BY_ID, P_LIST, P_LOCK, P_UPDATE, P_INSERT, P_DELETE,
 	P_ROTATE_BATCH, P_ROTATE_UPDATE, P_ROTATE_REMAINING, P_COUNT
 } PlanId;
 
@@ -43,8 +54,6 @@ static const struct
 	int			nargs;
 	Oid			types[8];
 }			plan_defs[P_COUNT] = {
-	[P_BY_PROVIDER] = {"SELECT " ROW_COLUMNS " FROM sdr_creds.credentials"
-		" WHERE org_id" EQ "$1 AND provider" EQ "$2", 2, {UUIDOID, TEXTOID}},
 	[P_BY_ID] = {"SELECT " ROW_COLUMNS " FROM sdr_creds.credentials WHERE id" EQ "$1", 1, {UUIDOID}},
 	[P_LIST] = {"SELECT " ROW_COLUMNS " FROM sdr_creds.credentials WHERE org_id" EQ "$1"
 		" ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3", 3, {UUIDOID, INT4OID, INT4OID}},
@@ -90,10 +99,25 @@ run(PlanId id, Datum *args, const char *nulls, bool read_only, long limit)
 	return SPI_processed;
 }
 
-static Datum
-col(SPITupleTable *t, uint64 row, int column, bool *isnull)
+/* A credentials row, from SPI or from an index scan; columns in ROW_COLUMNS order. */
+typedef struct Row
 {
-	return SPI_getbinval(t->vals[row], t->tupdesc, column, isnull);
+	HeapTuple	tup;
+	TupleDesc	desc;
+} Row;
+
+static Row
+row_of(SPITupleTable *t, uint64 i)
+{
+	Row			r = {t->vals[i], t->tupdesc};
+
+	return r;
+}
+
+static Datum
+col(const Row *r, int column, bool *isnull)
+{
+	return heap_getattr(r->tup, column, r->desc, isnull);
 }
 
 static RowIdentity
@@ -123,14 +147,14 @@ seal_row(const RowIdentity *row, const char *token, int tokenlen, Jsonb *secret,
 
 /* Opens the secrets of an SPI result row: returns the plaintext, sets *meta. */
 static char *
-open_row(SPITupleTable *t, uint64 row, size_t *len, char **meta)
+open_row(const Row *row, size_t *len, char **meta)
 {
 	bool		isnull;
-	pg_uuid_t  *id = DatumGetUUIDP(col(t, row, C_ID, &isnull));
-	pg_uuid_t  *org = DatumGetUUIDP(col(t, row, C_ORG, &isnull));
-	RowIdentity r = row_identity(id, org, DatumGetTextPP(col(t, row, C_PROVIDER, &isnull)));
-	char	   *plain = open_secrets(&r, DatumGetInt32(col(t, row, C_KEY_VERSION, &isnull)),
-									 DatumGetByteaPP(col(t, row, C_SECRETS, &isnull)), len);
+	pg_uuid_t  *id = DatumGetUUIDP(col(row, C_ID, &isnull));
+	pg_uuid_t  *org = DatumGetUUIDP(col(row, C_ORG, &isnull));
+	RowIdentity r = row_identity(id, org, DatumGetTextPP(col(row, C_PROVIDER, &isnull)));
+	char	   *plain = open_secrets(&r, DatumGetInt32(col(row, C_KEY_VERSION, &isnull)),
+									 DatumGetByteaPP(col(row, C_SECRETS, &isnull)), len);
 	size_t		toklen = strnlen(plain, *len);
 
 	if (toklen == *len)
@@ -142,26 +166,26 @@ open_row(SPITupleTable *t, uint64 row, size_t *len, char **meta)
 
 /* Appends an SPI result row as the credential object; list views omit secret metadata. */
 static void
-append_row(StringInfo out, SPITupleTable *t, uint64 row, bool secret_metadata)
+append_row(StringInfo out, const Row *row, bool secret_metadata)
 {
 	bool		isnull;
 	Datum		d;
 	Credential	c;
 	size_t		len;
 	char	   *meta;
-	char	   *plain = open_row(t, row, &len, &meta);
+	char	   *plain = open_row(row, &len, &meta);
 
-	c.id = DatumGetUUIDP(col(t, row, C_ID, &isnull));
-	c.org_id = DatumGetUUIDP(col(t, row, C_ORG, &isnull));
-	c.provider = DatumGetTextPP(col(t, row, C_PROVIDER, &isnull));
-	d = col(t, row, C_DSN, &isnull);
+	c.id = DatumGetUUIDP(col(row, C_ID, &isnull));
+	c.org_id = DatumGetUUIDP(col(row, C_ORG, &isnull));
+	c.provider = DatumGetTextPP(col(row, C_PROVIDER, &isnull));
+	d = col(row, C_DSN, &isnull);
 	c.dsn = isnull ? NULL : DatumGetTextPP(d);
 	c.access_token = plain;
-	c.metadata = DatumGetJsonbP(col(t, row, C_METADATA, &isnull));
+	c.metadata = DatumGetJsonbP(col(row, C_METADATA, &isnull));
 	if (secret_metadata && strcmp(meta, "{}") != 0)
 		c.metadata = merge_metadata(c.metadata, parse_jsonb(meta));
-	c.created_at = DatumGetTimestampTz(col(t, row, C_CREATED, &isnull));
-	c.updated_at = DatumGetTimestampTz(col(t, row, C_UPDATED, &isnull));
+	c.created_at = DatumGetTimestampTz(col(row, C_CREATED, &isnull));
+	c.updated_at = DatumGetTimestampTz(col(row, C_UPDATED, &isnull));
 	append_credential_json(out, &c);
 	sodium_memzero(plain, len);
 }
@@ -246,8 +270,10 @@ store(FunctionCallInfo fcinfo, text *provider, text *dsn, text *token, Jsonb *me
 		args[1] = PointerGetDatum(provider);
 		if (run(P_LOCK, args, NULL, false, 1) == 1)
 		{
-			id = *DatumGetUUIDP(col(SPI_tuptable, 0, 1, &isnull));
-			created_at = DatumGetTimestampTz(col(SPI_tuptable, 0, 2, &isnull));
+			Row			locked = row_of(SPI_tuptable, 0);
+
+			id = *DatumGetUUIDP(col(&locked, 1, &isnull));
+			created_at = DatumGetTimestampTz(col(&locked, 2, &isnull));
 			r = row_identity(&id, &org, provider);
 			sealed = seal_row(&r, token_str, strlen(token_str), secret, &kv);
 			args[0] = UUIDPGetDatum(&id);
@@ -363,31 +389,57 @@ sdr_creds_store_json(PG_FUNCTION_ARGS)
 	return result;
 }
 
+/*
+ * Appends the org's credential for a provider, read straight from the unique
+ * index: this hot path skips SPI, whose executor start-up costs more than the
+ * rest of the lookup. False if there is none.
+ */
+static bool
+append_by_provider(StringInfo out, const pg_uuid_t *org, text *provider)
+{
+	Oid			nsp = get_namespace_oid("sdr_creds", false);
+	Relation	rel = table_open(get_relname_relid("credentials", nsp), AccessShareLock);
+	Relation	idx = index_open(get_relname_relid("credentials_org_provider", nsp), AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	bool		found;
+
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   idx->rd_indcollation[0], F_UUID_EQ, UUIDPGetDatum(org));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   idx->rd_indcollation[1], F_TEXTEQ, PointerGetDatum(provider));
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		bool		should_free;
+		Row			row = {ExecFetchSlotHeapTuple(slot, false, &should_free), RelationGetDescr(rel)};
+
+		append_row(out, &row, true);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
 PG_FUNCTION_INFO_V1(sdr_creds_get_by_provider);
 Datum
 sdr_creds_get_by_provider(PG_FUNCTION_ARGS)
 {
 	text	   *provider = PG_GETARG_TEXT_PP(0);
 	pg_uuid_t	org;
-	Datum		args[2];
 	StringInfoData out;
-	bool		found = false;
 	OwnerContext oc;
 
 	owner_enter(fcinfo, &oc);
 	require_org(&org);
 	initStringInfo(&out);
-	if (provider_is_valid(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider)))
-	{
-		args[0] = UUIDPGetDatum(&org);
-		args[1] = PointerGetDatum(provider);
-		SPI_connect();
-		found = run(P_BY_PROVIDER, args, NULL, true, 1) == 1;
-		if (found)
-			append_row(&out, SPI_tuptable, 0, true);
-		SPI_finish();
-	}
-	if (!found)
+	if (!provider_is_valid(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider)) ||
+		!append_by_provider(&out, &org, provider))
 		SDR_ERROR("404", "Integration credentials for provider '%s' not found",
 				  text_to_cstring(provider));
 	owner_leave(&oc);
@@ -400,10 +452,12 @@ fetch_owned(pg_uuid_t *id, const pg_uuid_t *org)
 {
 	Datum		arg = UUIDPGetDatum(id);
 	bool		isnull;
+	Row			r;
 
 	if (run(P_BY_ID, &arg, NULL, true, 1) == 0)
 		id_not_found(id);
-	if (memcmp(DatumGetUUIDP(col(SPI_tuptable, 0, C_ORG, &isnull)), org, UUID_LEN) != 0)
+	r = row_of(SPI_tuptable, 0);
+	if (memcmp(DatumGetUUIDP(col(&r, C_ORG, &isnull)), org, UUID_LEN) != 0)
 		SDR_ERROR("403", MSG_FORBIDDEN);
 }
 
@@ -415,13 +469,15 @@ sdr_creds_get(PG_FUNCTION_ARGS)
 	pg_uuid_t	org;
 	StringInfoData out;
 	OwnerContext oc;
+	Row			row;
 
 	owner_enter(fcinfo, &oc);
 	require_org(&org);
 	initStringInfo(&out);
 	SPI_connect();
 	fetch_owned(id, &org);
-	append_row(&out, SPI_tuptable, 0, true);
+	row = row_of(SPI_tuptable, 0);
+	append_row(&out, &row, true);
 	SPI_finish();
 	owner_leave(&oc);
 	PG_RETURN_TEXT_P(json_result(&out));
@@ -455,9 +511,11 @@ sdr_creds_list(PG_FUNCTION_ARGS)
 	n = run(P_LIST, args, NULL, true, 0);
 	for (uint64 i = 0; i < n; i++)
 	{
+		Row			row = row_of(SPI_tuptable, i);
+
 		if (i > 0)
 			appendStringInfoString(&out, ", ");
-		append_row(&out, SPI_tuptable, i, false);
+		append_row(&out, &row, false);
 	}
 	SPI_finish();
 	appendStringInfoChar(&out, ']');
@@ -529,10 +587,12 @@ sdr_creds_rotate_keys(PG_FUNCTION_ARGS)
 		RowIdentity r;
 		int32		kv;
 
-		plain = open_row(batch, i, &len, &meta);
-		id = DatumGetUUIDP(col(batch, i, C_ID, &isnull));
-		r = row_identity(id, DatumGetUUIDP(col(batch, i, C_ORG, &isnull)),
-						 DatumGetTextPP(col(batch, i, C_PROVIDER, &isnull)));
+		Row			row = row_of(batch, i);
+
+		plain = open_row(&row, &len, &meta);
+		id = DatumGetUUIDP(col(&row, C_ID, &isnull));
+		r = row_identity(id, DatumGetUUIDP(col(&row, C_ORG, &isnull)),
+						 DatumGetTextPP(col(&row, C_PROVIDER, &isnull)));
 		args[0] = UUIDPGetDatum(id);
 		args[1] = PointerGetDatum(seal_secrets(&r, plain, len, &kv));
 		args[2] = Int32GetDatum(kv);
@@ -541,7 +601,7 @@ sdr_creds_rotate_keys(PG_FUNCTION_ARGS)
 	}
 	args[0] = Int32GetDatum(newest);
 	run(P_ROTATE_REMAINING, args, NULL, false, 1);
-	remaining = DatumGetInt64(col(SPI_tuptable, 0, 1, &isnull));
+	remaining = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 	return pair_result(fcinfo, Int32GetDatum((int32) n), Int64GetDatum(remaining));
 }
