@@ -23,6 +23,14 @@ SELECT sdr_creds.get_by_provider('salesforce') ->> 'access_token' AS b_sees_own;
 SELECT json_array_length(sdr_creds.list()) AS b_list_count;
 COMMIT;
 
+-- The same through PostgREST's request.headers.
+BEGIN;
+SELECT set_config('request.headers', json_build_object('x-api-key', :'key_b')::text, true) IS NOT NULL AS b_headers;
+SELECT t.try(format('SELECT sdr_creds.get(%L)', :'a_id')) AS b_get_a_via_postgrest;
+SELECT t.try(format('SELECT sdr_creds.delete(%L)', :'a_id')) AS b_delete_a_via_postgrest;
+SELECT json_array_length(sdr_creds.list()) AS b_list_via_postgrest;
+COMMIT;
+
 BEGIN;
 SELECT sdr_creds.authenticate(:'key_a') = :'org_a' AS as_a;
 SELECT sdr_creds.get(:'a_id') ->> 'access_token' AS a_untouched;
