@@ -17,8 +17,16 @@ fi
 work=$(mktemp -d /tmp/sdr_http.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export SDR_HTTP_WORK="$work"
-# the whole suite is bounded in time
-timeout --kill-after=10 600 /usr/bin/python3 -B "$here/test_http.py"
+# the whole suite (test_http.py, then test_attacks.py) is bounded in time
+cap=600
+start=$SECONDS
+timeout --kill-after=10 $cap /usr/bin/python3 -B "$here/test_http.py"
 rc=$?
-if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then echo "not ok - http: suite timed out"; fi
-exit $rc
+if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then echo "not ok - http: suite timed out"; exit $rc; fi
+left=$((cap - (SECONDS - start)))
+if [ $left -lt 60 ]; then echo "not ok - http attacks: no time left in the suite's cap"; exit 1; fi
+timeout --kill-after=10 $left /usr/bin/python3 -B "$here/test_attacks.py"
+rc2=$?
+if [ $rc2 -eq 124 ] || [ $rc2 -eq 137 ]; then echo "not ok - http attacks: suite timed out"; fi
+[ $rc -ne 0 ] && exit $rc
+exit $rc2
