@@ -129,16 +129,16 @@ row_identity(const pg_uuid_t *id, const pg_uuid_t *org, text *provider)
 }
 
 static bytea *
-seal_row(const RowIdentity *row, const char *token, int tokenlen, Jsonb *secret, int32 *kv)
+seal_row(const RowIdentity *row, const char *token, int tokenlen, const char *secret, int32 *kv)
 {
 	StringInfoData plain;
 	bytea	   *sealed;
 
 	initStringInfo(&plain);
-	enlargeStringInfo(&plain, tokenlen + 1 + VARSIZE(secret) * 2);
+	enlargeStringInfo(&plain, tokenlen + 1 + strlen(secret));
 	appendBinaryStringInfo(&plain, token, tokenlen);
 	appendStringInfoChar(&plain, '\0');
-	(void) JsonbToCString(&plain, &secret->root, VARSIZE(secret));
+	appendStringInfoString(&plain, secret);
 	sealed = seal_secrets(row, plain.data, plain.len, kv);
 	sodium_memzero(plain.data, plain.maxlen);
 	pfree(plain.data);
@@ -181,9 +181,8 @@ append_row(StringInfo out, const Row *row, bool secret_metadata)
 	d = col(row, C_DSN, &isnull);
 	c.dsn = isnull ? NULL : DatumGetTextPP(d);
 	c.access_token = plain;
-	c.metadata = DatumGetJsonbP(col(row, C_METADATA, &isnull));
-	if (secret_metadata && strcmp(meta, "{}") != 0)
-		c.metadata = merge_metadata(c.metadata, parse_jsonb(meta));
+	c.plain_metadata = jsonb_text(DatumGetJsonbP(col(row, C_METADATA, &isnull)));
+	c.secret_metadata = secret_metadata ? meta : NULL;
 	c.created_at = DatumGetTimestampTz(col(row, C_CREATED, &isnull));
 	c.updated_at = DatumGetTimestampTz(col(row, C_UPDATED, &isnull));
 	append_credential_json(out, &c);
@@ -229,6 +228,7 @@ store(FunctionCallInfo fcinfo, text *provider, text *dsn, text *token, Jsonb *me
 	pg_uuid_t	id;
 	Jsonb	   *plain;
 	Jsonb	   *secret;
+	char	   *secret_text;
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz created_at = now;
 	bool		created = false;
@@ -254,6 +254,7 @@ store(FunctionCallInfo fcinfo, text *provider, text *dsn, text *token, Jsonb *me
 		SDR_ERROR("422", "metadata must be at most %d bytes", METADATA_MAX);
 
 	split_metadata(metadata, &plain, &secret);
+	secret_text = jsonb_text(secret);
 	token_str = text_to_cstring(token);
 
 	SPI_connect();
@@ -275,7 +276,7 @@ store(FunctionCallInfo fcinfo, text *provider, text *dsn, text *token, Jsonb *me
 			id = *DatumGetUUIDP(col(&locked, 1, &isnull));
 			created_at = DatumGetTimestampTz(col(&locked, 2, &isnull));
 			r = row_identity(&id, &org, provider);
-			sealed = seal_row(&r, token_str, strlen(token_str), secret, &kv);
+			sealed = seal_row(&r, token_str, strlen(token_str), secret_text, &kv);
 			args[0] = UUIDPGetDatum(&id);
 			args[1] = dsn ? PointerGetDatum(dsn) : (Datum) 0;
 			nulls[1] = dsn ? ' ' : 'n';
@@ -291,7 +292,7 @@ store(FunctionCallInfo fcinfo, text *provider, text *dsn, text *token, Jsonb *me
 							errmsg("could not store the credential: concurrent updates of the same provider")));
 		new_uuid(&id);
 		r = row_identity(&id, &org, provider);
-		sealed = seal_row(&r, token_str, strlen(token_str), secret, &kv);
+		sealed = seal_row(&r, token_str, strlen(token_str), secret_text, &kv);
 		args[0] = UUIDPGetDatum(&id);
 		args[1] = UUIDPGetDatum(&org);
 		args[2] = PointerGetDatum(provider);
@@ -310,7 +311,8 @@ store(FunctionCallInfo fcinfo, text *provider, text *dsn, text *token, Jsonb *me
 	c.provider = provider;
 	c.dsn = dsn;
 	c.access_token = token_str;
-	c.metadata = metadata;
+	c.plain_metadata = jsonb_text(plain);
+	c.secret_metadata = secret_text;
 	c.created_at = created_at;
 	c.updated_at = now;
 	initStringInfo(&out);

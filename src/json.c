@@ -44,8 +44,20 @@ append_timestamp(StringInfo out, TimestampTz t)
 	if (TIMESTAMP_NOT_FINITE(t) || timestamp2tm(t, NULL, &tm, &fsec, NULL, NULL) != 0)
 		ereport(ERROR, (errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 						errmsg("timestamp out of range")));
-	appendStringInfo(out, "\"%04d-%02d-%02dT%02d:%02d:%02dZ\"",
-					 tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	if (tm.tm_year < 1 || tm.tm_year > 9999)
+		appendStringInfo(out, "\"%04d-%02d-%02dT%02d:%02d:%02dZ\"",
+						 tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	else
+	{
+		char		buf[] = "\"YYYY-MM-DDTHH:MM:SSZ\"";
+		int			fields[6] = {tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec};
+		int			at[6] = {1, 6, 9, 12, 15, 18};
+
+		for (int f = 0; f < 6; f++)
+			for (int d = (f == 0 ? 3 : 1), v = fields[f]; d >= 0; d--, v /= 10)
+				buf[at[f] + d] = '0' + v % 10;
+		appendBinaryStringInfo(out, buf, sizeof(buf) - 1);
+	}
 }
 
 void
@@ -61,6 +73,28 @@ static void
 append_text(StringInfo out, text *t)
 {
 	append_json_string(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+}
+
+/*
+ * The plain and secret parts of metadata (disjoint objects, as JsonbToCString
+ * writes them) as one object: plain keys, then secret keys.
+ */
+static void
+append_metadata(StringInfo out, const char *plain, const char *secret)
+{
+	size_t		plen = strlen(plain);
+
+	if (secret == NULL || strcmp(secret, "{}") == 0)
+		appendBinaryStringInfo(out, plain, plen);
+	else if (strcmp(plain, "{}") == 0)
+		appendStringInfoString(out, secret);
+	else
+	{
+		Assert(plain[plen - 1] == '}' && secret[0] == '{');
+		appendBinaryStringInfo(out, plain, plen - 1);
+		appendStringInfoString(out, ", ");
+		appendStringInfoString(out, secret + 1);
+	}
 }
 
 void
@@ -80,7 +114,7 @@ append_credential_json(StringInfo out, const Credential *c)
 	appendStringInfoString(out, ", \"access_token\": ");
 	escape_json(out, c->access_token);
 	appendStringInfoString(out, ", \"metadata\": ");
-	(void) JsonbToCString(out, &c->metadata->root, VARSIZE(c->metadata));
+	append_metadata(out, c->plain_metadata, c->secret_metadata);
 	appendStringInfoString(out, ", \"created_at\": ");
 	append_timestamp(out, c->created_at);
 	appendStringInfoString(out, ", \"updated_at\": ");
@@ -142,13 +176,10 @@ split_metadata(Jsonb *metadata, Jsonb **plain, Jsonb **secret)
 	*secret = JsonbValueToJsonb(s);
 }
 
-Jsonb *
-merge_metadata(Jsonb *plain, Jsonb *secret)
+char *
+jsonb_text(Jsonb *j)
 {
-	if (JB_ROOT_COUNT(secret) == 0)
-		return plain;
-	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(plain),
-											  JsonbPGetDatum(secret)));
+	return JsonbToCString(NULL, &j->root, VARSIZE(j));
 }
 
 Jsonb *

@@ -15,7 +15,8 @@ typedef struct Credential
 	text	   *provider;
 	text	   *dsn;			/* may be NULL */
 	const char *access_token;
-	Jsonb	   *metadata;		/* what the response shows */
+	const char *plain_metadata;	/* JSON object text */
+	const char *secret_metadata;	/* JSON object text, or NULL to leave it out */
 	TimestampTz created_at;
 	TimestampTz updated_at;
 } Credential;
@@ -27,7 +28,7 @@ extern void append_json_string(StringInfo out, const char *s, int len);
 
 extern bool is_secret_key(const char *key, int len);
 extern void split_metadata(Jsonb *metadata, Jsonb **plain, Jsonb **secret);
-extern Jsonb *merge_metadata(Jsonb *plain, Jsonb *secret);
+extern char *jsonb_text(Jsonb *j);
 extern Jsonb *parse_jsonb(const char *s);
 extern Jsonb *try_parse_jsonb(const char *s);
 
