@@ -19,16 +19,31 @@ seconds=${2:-60}
 build=build
 mkdir -p "$build"
 inc="-I$(pg_config --includedir-server) -I$(pg_config --includedir)"
-libs="-L$(pg_config --pkglibdir) -lpgcommon -lpgport -lsodium"
+libs="-L$(pg_config --pkglibdir) -lpgcommon -lpgport -lsodium -L$(pg_config --libdir) -lpq"
 cflags="-g -O1 -Wall -Wno-ignored-attributes -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
 
 declare -A sources=(
   [jwt]="../../src/jwt.c jwt_fuzz.c"
+  [route]="route_fuzz.c ../../src/server/routes.c"
+  [body]="body_fuzz.c"
 )
 declare -A asan=(
   [jwt]="detect_leaks=0"
+  [route]="detect_leaks=1"
+  [body]="detect_leaks=1"
 )
-[ -f route_fuzz.c ] && sources[route]="route_fuzz.c ../../src/server/routes.c" && asan[route]="detect_leaks=1"
+
+# body_fuzz sends its inputs to store_json in a real database: use the
+# cluster of the caller (make test exports PGHOST...) or start one.
+cluster=
+if [ -z "${PGHOST:-}" ]; then
+  cluster=$(mktemp -d /tmp/sdr_creds_fuzz.XXXXXX); chmod 755 "$cluster"
+  eval "$(../cluster.sh start "$cluster/pg" 54359)"
+  trap '../cluster.sh stop "$cluster/pg"; rm -rf "$cluster"' EXIT
+fi
+export SDR_FUZZ_DB=sdr_fuzz
+dropdb --if-exists sdr_fuzz >/dev/null 2>&1
+createdb sdr_fuzz && psql -X -q -d sdr_fuzz -c "CREATE EXTENSION sdr_creds CASCADE" >/dev/null 2>&1
 
 failed=0
 for name in "${!sources[@]}"; do
@@ -63,4 +78,5 @@ for name in "${!sources[@]}"; do
     fi
   fi
 done
+dropdb --if-exists sdr_fuzz >/dev/null 2>&1
 exit $failed
