@@ -14,7 +14,7 @@ port=${3:-54329}
 bindir=$(pg_config --bindir)
 
 as_owner() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 # SDR_PG_ENV: extra environment for the server (e.g. LD_PRELOAD of a sanitizer runtime).
