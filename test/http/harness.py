@@ -205,15 +205,20 @@ def raw(port, data, timeout=10):
     return out
 
 
-def parse_raw(data):
-    """Status, headers (lower-case dict) and body of the first response in data."""
-    head, _, body = data.partition(b"\r\n\r\n")
+def parse_head(head):
+    """Status and headers (lower-case dict) of a response head."""
     lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
     headers = {}
     for line in lines[1:]:
         k, _, v = line.partition(":")
         headers[k.strip().lower()] = v.strip()
+    return int(lines[0].split()[1]), headers
+
+
+def parse_raw(data):
+    """Status, headers (lower-case dict) and body of the first response in data."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, headers = parse_head(head)
     n = int(headers.get("content-length", len(body)))
     return status, headers, body[:n]
 
@@ -245,3 +250,24 @@ def wait_until(fn, timeout, interval=0.05):
 def finish():
     sys.stdout.flush()
     return 1 if results["failed"] else 0
+
+
+def run_tests(tests, timed=False):
+    """Runs (name, fn) pairs with check(), skipping names in SDR_HTTP_SKIP."""
+    skip = [w for w in os.environ.get("SDR_HTTP_SKIP", "").split(",") if w]
+    for name, fn in tests:
+        if any(w in fn.__name__ for w in skip):
+            diag("skipped (SDR_HTTP_SKIP): " + name)
+            continue
+        t0 = time.time()
+        check(name, fn)
+        if timed:
+            diag("%.1f s" % (time.time() - t0))
+
+
+def show_log_tails(paths):
+    """After a failure: the last lines of each log that exists."""
+    for path in paths:
+        if path and os.path.exists(path):
+            with open(path, errors="replace") as f:
+                diag("last lines of %s:\n%s" % (os.path.basename(path), "".join(f.readlines()[-15:])))

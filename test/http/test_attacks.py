@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Server, b64url, check, diag, eq, finish, jwt, parse_raw, psql,  # noqa: E402
+from harness import (Server, b64url, diag, eq, finish, jwt, parse_raw, psql,  # noqa: E402
                      raw, request, secret, sql_literal, wait_until)
 import harness  # noqa: E402
 import test_http as T  # noqa: E402
@@ -153,12 +153,7 @@ def parse_all(data):
         head, sep, rest = data.partition(b"\r\n\r\n")
         if not sep:
             raise AssertionError("truncated response head: %r" % head[:200])
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {}
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            headers[k.strip().lower()] = v.strip()
+        status, headers = harness.parse_head(head)
         n = int(headers.get("content-length", "0"))
         out.append((status, headers, rest[:n]))
         data = rest[n:]
@@ -697,21 +692,11 @@ def main():
         ("http attacks: logs hold no key, token or JWT", t_log_no_secrets),
         ("http attacks: server stops cleanly on SIGTERM", t_final_stop),
     ]
-    skip = [w for w in os.environ.get("SDR_HTTP_SKIP", "").split(",") if w]
     try:
-        for name, fn in tests:
-            if any(w in fn.__name__ for w in skip):
-                diag("skipped (SDR_HTTP_SKIP): " + name)
-                continue
-            t0 = time.time()
-            check(name, fn)
-            diag("%.1f s" % (time.time() - t0))
+        harness.run_tests(tests, timed=True)
     finally:
         if harness.results["failed"]:
-            for path in (ctx.get("log"), os.path.join(T.WORK, "sdr_attacks_kill.log")):
-                if path and os.path.exists(path):
-                    with open(path, errors="replace") as f:
-                        diag("last lines of %s:\n%s" % (os.path.basename(path), "".join(f.readlines()[-15:])))
+            harness.show_log_tails((ctx.get("log"), os.path.join(T.WORK, "sdr_attacks_kill.log")))
         T.teardown()
     return finish()
 

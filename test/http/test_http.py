@@ -20,7 +20,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HERE, TOP, Server, check, diag, eq, finish, jwt, parse_raw, psql,  # noqa: E402
+from harness import (HERE, TOP, Server, diag, eq, finish, jwt, parse_raw, psql,  # noqa: E402
                      raw, request, secret, seen, sql_literal, wait_until)
 import harness  # noqa: E402
 
@@ -794,19 +794,11 @@ def main():
         ("http: command line flags", t_cli),
         ("http: server stops cleanly on SIGTERM (exit 0)", t_final_stop),
     ]
-    skip = [w for w in os.environ.get("SDR_HTTP_SKIP", "").split(",") if w]
     try:
-        for name, fn in tests:
-            if any(w in fn.__name__ for w in skip):
-                diag("skipped (SDR_HTTP_SKIP): " + name)
-                continue
-            check(name, fn)
+        harness.run_tests(tests)
     finally:
         if harness.results["failed"]:
-            for path in (ctx.get("log"), ctx.get("drain_log")):
-                if path and os.path.exists(path):
-                    with open(path, errors="replace") as f:
-                        diag("last lines of %s:\n%s" % (os.path.basename(path), "".join(f.readlines()[-15:])))
+            harness.show_log_tails((ctx.get("log"), ctx.get("drain_log")))
         teardown()
     return finish()
 
