@@ -224,6 +224,13 @@ ALTER TABLE sdr_creds.key_versions FORCE ROW LEVEL SECURITY;
 CREATE POLICY owner_only ON sdr_creds.key_versions USING (false) WITH CHECK (false);
 
 -- ---------------------------------------------------------------------------
+-- pg_dump dumps the rows of these tables (extension members are skipped otherwise).
+
+SELECT pg_catalog.pg_extension_config_dump('sdr_creds.credentials', '');
+SELECT pg_catalog.pg_extension_config_dump('sdr_creds.api_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('sdr_creds.key_versions', '');
+
+-- ---------------------------------------------------------------------------
 -- Nothing is usable by PUBLIC.
 
 REVOKE ALL ON ALL TABLES IN SCHEMA sdr_creds FROM PUBLIC;
