@@ -15,7 +15,7 @@ REGRESS    = setup crypto auth credentials isolation privileges keyring
 REGRESS_OPTS = --dbname=sdr_creds_regress
 SHLIB_LINK = -lsodium
 PG_CPPFLAGS = -Isrc
-PG_CFLAGS  = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+PG_CFLAGS  = -Wall -Wextra -Werror -Wno-unused-parameter
 # SANITIZE=1: UBSan in the extension (ASan cannot run inside a backend that
 # longjmps out of errors unless its runtime is preloaded, and preloading it
 # deadlocks postgres at start-up); ASan and UBSan in the HTTP server. The

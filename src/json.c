@@ -134,10 +134,10 @@ ends_with(const char *s, int len, const char *suffix)
 bool
 is_secret_key(const char *key, int len)
 {
-	for (int i = 0; i < lengthof(secret_names); i++)
+	for (size_t i = 0; i < lengthof(secret_names); i++)
 		if (len == (int) strlen(secret_names[i]) && pg_strncasecmp(key, secret_names[i], len) == 0)
 			return true;
-	for (int i = 0; i < lengthof(secret_suffixes); i++)
+	for (size_t i = 0; i < lengthof(secret_suffixes); i++)
 		if (ends_with(key, len, secret_suffixes[i]))
 			return true;
 	return false;
