@@ -3,7 +3,9 @@
 #   1. in-database get_by_provider (API-key auth + decryption), pgbench -M prepared -c 8,
 #      against a plaintext point select of the same row as JSON;
 #   2. HTTP get by provider with wrk -c 32, against (1), with its p99 latency;
-#   3. the HTTP server's RSS after 60 s of load, and whether it grew.
+#   3. the HTTP server's RSS after 60 s of load, and whether it grew;
+#   4. scale: get_by_provider with 1M credentials over 100k orgs against 10k over
+#      1k orgs (BENCH_SCALE=0 skips it; loading takes a few minutes).
 # Every load is bounded in time. BENCH_SECONDS (default 10) sets each run,
 # BENCH_ROUNDS (default 3) the interleaved pgbench rounds.
 set -uo pipefail
@@ -16,7 +18,9 @@ server_pid=
 cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; test/cluster.sh stop "$work/cluster"; rm -rf "$work"; }
 trap cleanup EXIT
 eval "$(test/cluster.sh start "$work/cluster" "$port")"
-psql -Xq -c "ALTER SYSTEM SET shared_preload_libraries = 'sdr_creds'" >/dev/null
+# as a DBA would run it: the library preloaded, and shared_buffers sized to hold
+# the 1M-credential working set (the default 128 MB does not)
+psql -Xq -c "ALTER SYSTEM SET shared_preload_libraries = 'sdr_creds'" -c "ALTER SYSTEM SET shared_buffers = '1GB'" >/dev/null
 test/cluster.sh restart "$work/cluster"
 createdb bench
 org=123e4567-e89b-12d3-a456-426614174000
@@ -76,4 +80,38 @@ if [ -x "$server" ] && command -v wrk >/dev/null; then
   wrk -t 2 -c 32 -d 30s -H "X-API-Key: $key" "$url" >/dev/null 2>&1
   r60=$(rss)
   echo "server RSS: ${r30} kB after 30 s of load, ${r60} kB after 60 s (target <= 32768 kB, not growing)"
+fi
+
+if [ "${BENCH_SCALE:-1}" != 0 ]; then
+  createdb scale
+  psql -Xq -d scale -c "CREATE EXTENSION sdr_creds CASCADE" >/dev/null 2>&1
+  # orgs [from, to), 10 providers each, in one transaction per 10k orgs
+  load() {
+    for ((lo = $1; lo < $2; lo += 10000)); do
+      hi=$((lo + 10000 < $2 ? lo + 10000 : $2))
+      psql -Xq -d scale -v ON_ERROR_STOP=1 >/dev/null <<SQL
+DO \$\$
+BEGIN
+  FOR i IN $lo..$((hi - 1)) LOOP
+    PERFORM sdr_creds.act_as(('00000000-0000-4000-8000-' || lpad(to_hex(i + 1), 12, '0'))::uuid);
+    FOR p IN 1..10 LOOP
+      PERFORM sdr_creds.store('crm' || p, NULL, 'made-up-token-' || i || '-' || p, '{"refresh_token": "made-up", "portal_id": 1}');
+    END LOOP;
+  END LOOP;
+END
+\$\$;
+SQL
+    done
+    psql -Xq -d scale -c "VACUUM ANALYZE sdr_creds.credentials" >/dev/null
+  }
+  scale_tps() {
+    pgbench -n -M prepared -c 8 -j 2 -T "$secs" -D norgs="$1" -f test/bench/scale_get.pgbench scale 2>&1 |
+      sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
+  }
+  t0=$(date +%s); load 0 1000; small=$(scale_tps 1000)
+  load 1000 100000; t1=$(date +%s); large=$(scale_tps 100000)
+  rows=$(psql -XAtq -d scale -c "SELECT count(*) FROM sdr_creds.credentials")
+  sratio=$(awk -v a="$small" -v b="$large" 'BEGIN { printf "%.2f", a / b }')
+  echo "scale: get_by_provider ${small} tps at 10k credentials (1k orgs), ${large} tps at ${rows} (100k orgs); loaded in $((t1 - t0)) s"
+  echo "  time per lookup at 1M / at 10k: ${sratio} (target <= 1.2)"
 fi
