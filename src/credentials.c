@@ -59,9 +59,10 @@ static const struct
 		" ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3", 3, {UUIDOID, INT4OID, INT4OID}},
 	[P_LOCK] = {"SELECT id, created_at FROM sdr_creds.credentials"
 		" WHERE org_id" EQ "$1 AND provider" EQ "$2 FOR UPDATE", 2, {UUIDOID, TEXTOID}},
-	[P_UPDATE] = {"UPDATE sdr_creds.credentials SET dsn = $2, metadata = $3, secrets = $4,"
-		" key_version = $5, updated_at = $6 WHERE id" EQ "$1",
-	6, {UUIDOID, TEXTOID, JSONBOID, BYTEAOID, INT4OID, TIMESTAMPTZOID}},
+	/* P_UPDATE takes P_INSERT's parameters; org_id and provider stay as they are. */
+	[P_UPDATE] = {"UPDATE sdr_creds.credentials SET dsn = $4, metadata = $5, secrets = $6,"
+		" key_version = $7, updated_at = $8 WHERE id" EQ "$1",
+	8, {UUIDOID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, BYTEAOID, INT4OID, TIMESTAMPTZOID}},
 	[P_INSERT] = {"INSERT INTO sdr_creds.credentials (" ROW_COLUMNS ")"
 		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (org_id, provider) DO NOTHING",
 	8, {UUIDOID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, BYTEAOID, INT4OID, TIMESTAMPTZOID}},
@@ -258,51 +259,50 @@ store(FunctionCallInfo fcinfo, text *provider, text *dsn, text *token, Jsonb *me
 	token_str = text_to_cstring(token);
 
 	SPI_connect();
-	for (int attempt = 0; !created; attempt++)
+	for (int attempt = 0;; attempt++)
 	{
 		Datum		args[8];
 		char		nulls[8] = "        ";
 		RowIdentity r;
 		int32		kv;
-		bytea	   *sealed;
 		bool		isnull;
+		bool		exists;
 
 		args[0] = UUIDPGetDatum(&org);
 		args[1] = PointerGetDatum(provider);
-		if (run(P_LOCK, args, NULL, false, 1) == 1)
+		exists = run(P_LOCK, args, NULL, false, 1) == 1;
+		if (exists)
 		{
 			Row			locked = row_of(SPI_tuptable, 0);
 
 			id = *DatumGetUUIDP(col(&locked, 1, &isnull));
 			created_at = DatumGetTimestampTz(col(&locked, 2, &isnull));
-			r = row_identity(&id, &org, provider);
-			sealed = seal_row(&r, token_str, strlen(token_str), secret_text, &kv);
-			args[0] = UUIDPGetDatum(&id);
-			args[1] = dsn ? PointerGetDatum(dsn) : (Datum) 0;
-			nulls[1] = dsn ? ' ' : 'n';
-			args[2] = JsonbPGetDatum(plain);
-			args[3] = PointerGetDatum(sealed);
-			args[4] = Int32GetDatum(kv);
-			args[5] = TimestampTzGetDatum(now);
-			run(P_UPDATE, args, nulls, false, 0);
-			break;
 		}
-		if (attempt == 3)
+		else if (attempt == 3)
 			ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 							errmsg("could not store the credential: concurrent updates of the same provider")));
-		new_uuid(&id);
+		else
+			new_uuid(&id);
 		r = row_identity(&id, &org, provider);
-		sealed = seal_row(&r, token_str, strlen(token_str), secret_text, &kv);
 		args[0] = UUIDPGetDatum(&id);
 		args[1] = UUIDPGetDatum(&org);
 		args[2] = PointerGetDatum(provider);
 		args[3] = dsn ? PointerGetDatum(dsn) : (Datum) 0;
 		nulls[3] = dsn ? ' ' : 'n';
 		args[4] = JsonbPGetDatum(plain);
-		args[5] = PointerGetDatum(sealed);
+		args[5] = PointerGetDatum(seal_row(&r, token_str, strlen(token_str), secret_text, &kv));
 		args[6] = Int32GetDatum(kv);
 		args[7] = TimestampTzGetDatum(now);
-		created = run(P_INSERT, args, nulls, false, 0) == 1;
+		if (exists)
+		{
+			run(P_UPDATE, args, nulls, false, 0);
+			break;
+		}
+		if (run(P_INSERT, args, nulls, false, 0) == 1)
+		{
+			created = true;
+			break;
+		}
 	}
 	SPI_finish();
 
