@@ -3,6 +3,13 @@
 # plain build and on a sanitizer build (UBSan in the extension, ASan and UBSan
 # in the HTTP server), each against its own throwaway cluster; ends with
 # "N passed, N failed".
+#
+# SDR_PG_ROOT=DIR installs into a copy of the PostgreSQL tree under DIR instead
+# of the system's (PostgreSQL finds its files relative to its binary), so two
+# checkouts on one machine do not overwrite each other's build:
+#   mkdir -p DIR/usr/lib/postgresql DIR/usr/share/postgresql
+#   cp -a /usr/lib/postgresql/15 DIR/usr/lib/postgresql/
+#   cp -a /usr/share/postgresql/15 DIR/usr/share/postgresql/
 set -uo pipefail
 cd "$(dirname "$0")/.."
 results=$(mktemp /tmp/sdr_creds_results.XXXXXX)
@@ -10,7 +17,7 @@ export SDR_RESULTS=$results
 
 build() {
   make -s clean >/dev/null 2>&1
-  make -s "$@" all server >/dev/null && make -s "$@" install >/dev/null
+  make -s "$@" all server >/dev/null && make -s "$@" install ${SDR_PG_ROOT:+DESTDIR=$SDR_PG_ROOT} >/dev/null
 }
 
 for pass in plain sanitizers; do

@@ -11,7 +11,9 @@ set -euo pipefail
 cmd=${1:?usage: cluster.sh start|stop|restart DIR [PORT]}
 dir=${2:?usage: cluster.sh start|stop|restart DIR [PORT]}
 port=${3:-54329}
-bindir=$(pg_config --bindir)
+# SDR_PG_ROOT: a private copy of the PostgreSQL tree (see test/all.sh), so
+# several checkouts can install and test their builds side by side.
+bindir=${SDR_PG_ROOT:-}$(pg_config --bindir)
 
 as_owner() {
   if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi

@@ -537,7 +537,8 @@ end
 
 
 def pg_ctl(*args):
-    bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
+    bindir = os.environ.get("SDR_PG_ROOT", "") + subprocess.run(
+        ["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
     d = os.environ["SDR_CLUSTER_DIR"]
     cmd = ["env", *shlex.split(os.environ.get("SDR_PG_ENV", "")), os.path.join(bindir, "pg_ctl"),
            "-D", os.path.join(d, "data"), "-l", os.path.join(d, "postgres.log"), "-w", "-t", "60", *args]
