@@ -10,7 +10,7 @@ EXTENSION  = sdr_creds
 MODULE_big = sdr_creds
 OBJS       = src/sdr_creds.o src/keyring.o src/crypto.o src/auth.o \
              src/credentials.o src/api_keys.o src/json.o src/jwt.o src/redact.o
-DATA       = sql/sdr_creds--1.0.sql
+DATA       = sql/sdr_creds--1.0.sql sql/sdr_creds--1.0--1.1.sql
 REGRESS    = setup crypto auth credentials isolation privileges keyring
 REGRESS_OPTS = --dbname=sdr_creds_regress
 SHLIB_LINK = -lsodium

@@ -15,6 +15,7 @@
 
 #define API_KEY_RANDOM_BYTES 24
 #define API_KEY_PREFIX_CHARS 12
+#define API_KEY_NAME_MAX 200
 
 void
 api_key_hash(const char *key, size_t len, unsigned char *hash)
@@ -54,9 +55,13 @@ sdr_creds_create_api_key(PG_FUNCTION_ARGS)
 	if (strcmp(env, "live") != 0 && strcmp(env, "test") != 0)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("environment must be 'live' or 'test'")));
-	if (!PG_ARGISNULL(2) && PG_GETARG_TIMESTAMPTZ(2) <= GetCurrentTransactionStartTimestamp())
+	if (VARSIZE_ANY_EXHDR(name) > API_KEY_NAME_MAX)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						errmsg("expires_at must be in the future")));
+						errmsg("name must be at most %d bytes", API_KEY_NAME_MAX)));
+	if (!PG_ARGISNULL(2) && (TIMESTAMP_NOT_FINITE(PG_GETARG_TIMESTAMPTZ(2)) ||
+							 PG_GETARG_TIMESTAMPTZ(2) <= GetCurrentTransactionStartTimestamp()))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("expires_at must be a finite time in the future (NULL: never expires)")));
 	org = PG_GETARG_UUID_P(0);
 	redact_activity();
 

@@ -8,7 +8,11 @@
 #include <sodium.h>
 #include <time.h>
 
-#include "executor/spi.h"
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "json.h"
 #include "jwt.h"
@@ -18,19 +22,30 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "catalog/namespace.h"
+#include "utils/fmgroids.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "commands/trigger.h"
 
 #define API_KEY_MAX_BYTES 256
 
-static SPIPlanPtr plan_api_key = NULL;
-
 /*
  * API keys this backend has verified, by hash, so a hit skips the lookup.
- * Every change to sdr_creds.api_keys fires a trigger (api_keys_changed) that
- * invalidates the table's relcache entry in all backends when it commits;
- * that empties this cache before their next transaction uses it, so a revoked
- * key stops working at once. Expiry is checked on every use.
+ *
+ * Revocation must hold at once, in every session and isolation level:
+ * - every change to sdr_creds.api_keys fires a trigger (api_keys_changed,
+ *   ENABLE ALWAYS, so logical replication's apply fires it too) that
+ *   invalidates the table's relcache entry in all backends when it commits,
+ *   which empties this cache (key_cache_reset);
+ * - every use first reads pending invalidations (AcceptInvalidationMessages),
+ *   so a hit is never older than the last committed change;
+ * - a miss reads the key's row with a fresh snapshot, not the statement's or
+ *   the transaction's, so a revoke committed after the statement or the
+ *   REPEATABLE READ transaction began is seen;
+ * - a row read is cached only if no invalidation arrived while it was read
+ *   (key_cache_generation), since that invalidation may be for a change the
+ *   snapshot predates;
+ * - expiry is checked against the clock on every use.
  */
 typedef struct CachedKey
 {
@@ -41,48 +56,56 @@ typedef struct CachedKey
 
 #define KEY_CACHE_MAX 4096
 
+/* sdr_creds.api_keys's columns */
+enum
+{
+	AK_ID = 1, AK_ORG_ID, AK_NAME, AK_PREFIX, AK_KEY_HASH, AK_CREATED_AT, AK_EXPIRES_AT, AK_REVOKED_AT
+};
+
 static HTAB *key_cache = NULL;
 static Oid	key_table = InvalidOid;
+static uint64 key_cache_generation = 0;
 
 static void
 key_cache_reset(Datum arg, Oid relid)
 {
-	if (relid != InvalidOid && relid != key_table)
+	if (relid != InvalidOid && relid != key_table && key_table != InvalidOid)
 		return;
 	if (key_cache)
 		hash_destroy(key_cache);
 	key_cache = NULL;
-	key_table = InvalidOid;
+	key_cache_generation++;
 }
 
-static CachedKey *
-key_cache_find(const unsigned char *hash, bool create)
+/* Registered before the first lookup, so no invalidation goes unseen. */
+static void
+key_cache_watch(void)
 {
 	static bool callback_registered = false;
-	bool		found;
-	CachedKey  *k;
 
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(key_cache_reset, (Datum) 0);
 		callback_registered = true;
 	}
+}
+
+static HTAB *
+key_cache_open(void)
+{
 	if (key_cache == NULL)
 	{
 		HASHCTL		ctl = {.keysize = API_KEY_HASH_BYTES, .entrysize = sizeof(CachedKey)};
 
-		if (!create)
-			return NULL;
-		key_table = get_relname_relid("api_keys", get_namespace_oid("sdr_creds", false));
 		key_cache = hash_create("sdr_creds API keys", 64, &ctl, HASH_ELEM | HASH_BLOBS);
 	}
-	if (create && hash_get_num_entries(key_cache) >= KEY_CACHE_MAX)
+	else if (hash_get_num_entries(key_cache) >= KEY_CACHE_MAX)
 	{
-		key_cache_reset((Datum) 0, InvalidOid);
-		return key_cache_find(hash, create);
+		hash_destroy(key_cache);
+		key_cache = NULL;
+		return key_cache_open();
 	}
-	k = hash_search(key_cache, hash, create ? HASH_ENTER : HASH_FIND, &found);
-	return k;
+	return key_cache;
 }
 
 static void pg_attribute_noreturn()
@@ -97,56 +120,85 @@ has_prefix(const char *s, const char *prefix)
 	return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+/*
+ * Reads an API key's row by hash with a fresh snapshot: true and *org,
+ * *expires_at if it exists and is not revoked (expiry is the caller's).
+ */
+static bool
+api_key_read(const unsigned char *hash, pg_uuid_t *org, TimestampTz *expires_at)
+{
+	Oid			nsp = get_namespace_oid("sdr_creds", false);
+	Relation	rel = table_open(get_relname_relid("api_keys", nsp), AccessShareLock);
+	Relation	idx = index_open(get_relname_relid("api_keys_key_hash_key", nsp), AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	bytea	   *key = bytes_to_bytea(hash, API_KEY_HASH_BYTES);
+	ScanKeyData skey;
+	IndexScanDesc scan;
+	Snapshot	snapshot;
+	bool		found = false;
+
+	key_table = RelationGetRelid(rel);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   idx->rd_indcollation[0], F_BYTEAEQ, PointerGetDatum(key));
+	scan = index_beginscan(rel, idx, snapshot, 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d;
+
+		(void) slot_getattr(slot, AK_REVOKED_AT, &isnull);
+		if (isnull)
+		{
+			found = true;
+			*org = *DatumGetUUIDP(slot_getattr(slot, AK_ORG_ID, &isnull));
+			d = slot_getattr(slot, AK_EXPIRES_AT, &isnull);
+			*expires_at = isnull ? DT_NOEND : DatumGetTimestampTz(d);
+		}
+	}
+	index_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
 static void
 api_key_authenticate(const char *key, pg_uuid_t *org)
 {
 	size_t		len = strlen(key);
 	unsigned char hash[API_KEY_HASH_BYTES];
-	Datum		arg;
-	bool		isnull;
-	bool		ok;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz expires_at;
 	CachedKey  *cached;
+	uint64		generation;
 
 	if (len > API_KEY_MAX_BYTES || !(has_prefix(key, "sk_live_") || has_prefix(key, "sk_test_")))
 		unauthorized();
 	api_key_hash(key, len, hash);
 
-	cached = key_cache_find(hash, false);
-	if (cached && cached->expires_at > GetCurrentTransactionStartTimestamp())
+	key_cache_watch();
+	AcceptInvalidationMessages();
+	cached = key_cache ? hash_search(key_cache, hash, HASH_FIND, NULL) : NULL;
+	if (cached)
 	{
+		if (cached->expires_at <= now)
+			unauthorized();
 		*org = cached->org;
 		return;
 	}
 
-	SPI_connect();
-	if (plan_api_key == NULL)
-	{
-		Oid			types[1] = {BYTEAOID};
-		SPIPlanPtr	p = SPI_prepare("SELECT org_id, COALESCE(expires_at, 'infinity'::pg_catalog.timestamptz) FROM sdr_creds.api_keys"
-									" WHERE key_hash" EQ "$1 AND revoked_at IS NULL"
-									" AND (expires_at IS NULL OR expires_at" GT "pg_catalog.now())",
-									1, types);
-
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "sdr_creds: could not prepare the API key lookup");
-		plan_api_key = p;
-	}
-	arg = PointerGetDatum(bytes_to_bytea(hash, sizeof(hash)));
-	if (SPI_execute_plan(plan_api_key, &arg, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "sdr_creds: API key lookup failed");
-	ok = SPI_processed == 1;
-	if (ok)
-	{
-		HeapTuple	row = SPI_tuptable->vals[0];
-
-		*org = *DatumGetUUIDP(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
-		cached = key_cache_find(hash, true);
-		cached->org = *org;
-		cached->expires_at = DatumGetTimestampTz(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull));
-	}
-	SPI_finish();
-	if (!ok)
+	generation = key_cache_generation;
+	if (!api_key_read(hash, org, &expires_at) || expires_at <= now)
 		unauthorized();
+	if (generation == key_cache_generation)
+	{
+		cached = hash_search(key_cache_open(), hash, HASH_ENTER, NULL);
+		cached->org = *org;
+		cached->expires_at = expires_at;
+	}
 }
 
 static void
@@ -163,21 +215,22 @@ jwt_authenticate(const char *token, pg_uuid_t *org)
 		unauthorized();
 }
 
-/* An API key (sk_live_/sk_test_) or a JWT. */
+/* An API key (sk_live_/sk_test_) or a JWT; the context is the caller's. */
 void
-authenticate_credential(const char *credential, pg_uuid_t *org)
+authenticate_credential(const char *credential, pg_uuid_t *org, Oid caller)
 {
 	redact_activity();
 	if (has_prefix(credential, "sk_"))
 		api_key_authenticate(credential, org);
 	else
 		jwt_authenticate(credential, org);
-	org_context_set(org);
+	org_context_set(org, caller);
 }
 
 /* X-API-Key wins when both are given; Authorization must be "Bearer <jwt>". */
 void
-authenticate_headers(const char *x_api_key, const char *authorization, pg_uuid_t *org)
+authenticate_headers(const char *x_api_key, const char *authorization, pg_uuid_t *org,
+					 Oid caller)
 {
 	redact_activity();
 	if (x_api_key != NULL)
@@ -192,7 +245,7 @@ authenticate_headers(const char *x_api_key, const char *authorization, pg_uuid_t
 	}
 	else
 		unauthorized();
-	org_context_set(org);
+	org_context_set(org, caller);
 }
 
 /* A header from PostgREST's request.headers object, or NULL. */
@@ -208,7 +261,7 @@ header_value(Jsonb *headers, const char *name)
 
 /* Authenticates from PostgREST's request.headers setting, if there is one. */
 static bool
-authenticate_from_request(pg_uuid_t *org)
+authenticate_from_request(pg_uuid_t *org, Oid caller)
 {
 	const char *raw = GetConfigOption("request.headers", true, false);
 	Jsonb	   *headers;
@@ -219,15 +272,15 @@ authenticate_from_request(pg_uuid_t *org)
 	if (headers == NULL || !JB_ROOT_IS_OBJECT(headers))
 		unauthorized();
 	authenticate_headers(header_value(headers, "x-api-key"),
-						 header_value(headers, "authorization"), org);
+						 header_value(headers, "authorization"), org, caller);
 	return true;
 }
 
-/* The org this call acts for; PT401 if the transaction has none. */
+/* The org this call's caller acts for; PT401 if it has none. */
 void
-require_org(pg_uuid_t *org)
+require_org(pg_uuid_t *org, Oid caller)
 {
-	if (org_context_get(org) || authenticate_from_request(org))
+	if (org_context_get(org, caller) || authenticate_from_request(org, caller))
 		return;
 	unauthorized();
 }
@@ -242,7 +295,7 @@ sdr_creds_authenticate(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		unauthorized();
 	owner_enter(fcinfo, &oc);
-	authenticate_credential(text_to_cstring(PG_GETARG_TEXT_PP(0)), org);
+	authenticate_credential(text_to_cstring(PG_GETARG_TEXT_PP(0)), org, oc.user);
 	owner_leave(&oc);
 	PG_RETURN_UUID_P(org);
 }
@@ -257,7 +310,7 @@ sdr_creds_authenticate_headers(PG_FUNCTION_ARGS)
 	owner_enter(fcinfo, &oc);
 	authenticate_headers(PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0)),
 						 PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
-						 org);
+						 org, oc.user);
 	owner_leave(&oc);
 	PG_RETURN_UUID_P(org);
 }
@@ -270,13 +323,16 @@ sdr_creds_authenticate_request(PG_FUNCTION_ARGS)
 	OwnerContext oc;
 
 	owner_enter(fcinfo, &oc);
-	if (!authenticate_from_request(org))
+	if (!authenticate_from_request(org, oc.user))
 		unauthorized();
 	owner_leave(&oc);
 	PG_RETURN_UUID_P(org);
 }
 
-/* Trigger on sdr_creds.api_keys: any change empties every backend's key cache. */
+/*
+ * Trigger on sdr_creds.api_keys (per row, and per statement for TRUNCATE):
+ * any change empties every backend's key cache when it commits.
+ */
 PG_FUNCTION_INFO_V1(sdr_creds_api_keys_changed);
 Datum
 sdr_creds_api_keys_changed(PG_FUNCTION_ARGS)
@@ -286,5 +342,5 @@ sdr_creds_api_keys_changed(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "sdr_creds: api_keys_changed must be called as a trigger");
 	CacheInvalidateRelcache(trigdata->tg_relation);
-	return PointerGetDatum(NULL);
+	return PointerGetDatum(TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ? trigdata->tg_trigtuple : NULL);
 }

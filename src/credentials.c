@@ -36,10 +36,15 @@
 #define DSN_MAX 2048
 #define METADATA_MAX 65536
 
+/*
+ * The table's columns, in order; seal_format exists from 1.1 on. Reads select
+ * "*" so a backend that began under 1.0 sees the column after the upgrade.
+ */
 #define ROW_COLUMNS "id, org_id, provider, dsn, metadata, secrets, key_version, created_at, updated_at"
 enum
 {
-	C_ID = 1, C_ORG, C_PROVIDER, C_DSN, C_METADATA, C_SECRETS, C_KEY_VERSION, C_CREATED, C_UPDATED
+	C_ID = 1, C_ORG, C_PROVIDER, C_DSN, C_METADATA, C_SECRETS, C_KEY_VERSION, C_CREATED, C_UPDATED,
+	C_SEAL_FORMAT
 };
 
 typedef enum
@@ -48,56 +53,94 @@ typedef enum
 	P_ROTATE_BATCH, P_ROTATE_UPDATE, P_ROTATE_REMAINING, P_COUNT
 } PlanId;
 
+#define STORE_ARGS 8, {UUIDOID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, BYTEAOID, INT4OID, TIMESTAMPTZOID}
+
+/*
+ * Each statement; "v1" is its form for a database still at sdr_creds 1.0,
+ * whose table has no seal_format column (rows there are sealed in format 1).
+ */
 static const struct
 {
 	const char *sql;
+	const char *v1;				/* NULL: the same as sql */
 	int			nargs;
 	Oid			types[8];
 }			plan_defs[P_COUNT] = {
-	[P_BY_ID] = {"SELECT " ROW_COLUMNS " FROM sdr_creds.credentials WHERE id" EQ "$1", 1, {UUIDOID}},
-	[P_LIST] = {"SELECT " ROW_COLUMNS " FROM sdr_creds.credentials WHERE org_id" EQ "$1"
-		" ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3", 3, {UUIDOID, INT4OID, INT4OID}},
+	[P_BY_ID] = {"SELECT * FROM sdr_creds.credentials WHERE id" EQ "$1", NULL, 1, {UUIDOID}},
+	[P_LIST] = {"SELECT * FROM sdr_creds.credentials WHERE org_id" EQ "$1"
+		" ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3", NULL, 3, {UUIDOID, INT4OID, INT4OID}},
 	[P_LOCK] = {"SELECT id, created_at FROM sdr_creds.credentials"
-		" WHERE org_id" EQ "$1 AND provider" EQ "$2 FOR UPDATE", 2, {UUIDOID, TEXTOID}},
+		" WHERE org_id" EQ "$1 AND provider" EQ "$2 FOR UPDATE", NULL, 2, {UUIDOID, TEXTOID}},
 	/* P_UPDATE takes P_INSERT's parameters; org_id and provider stay as they are. */
 	[P_UPDATE] = {"UPDATE sdr_creds.credentials SET dsn = $4, metadata = $5, secrets = $6,"
-		" key_version = $7, updated_at = $8 WHERE id" EQ "$1",
-	8, {UUIDOID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, BYTEAOID, INT4OID, TIMESTAMPTZOID}},
-	[P_INSERT] = {"INSERT INTO sdr_creds.credentials (" ROW_COLUMNS ")"
+		" key_version = $7, updated_at = $8, seal_format = 2 WHERE id" EQ "$1",
+		"UPDATE sdr_creds.credentials SET dsn = $4, metadata = $5, secrets = $6,"
+		" key_version = $7, updated_at = $8 WHERE id" EQ "$1", STORE_ARGS},
+	[P_INSERT] = {"INSERT INTO sdr_creds.credentials (" ROW_COLUMNS ", seal_format)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 2) ON CONFLICT (org_id, provider) DO NOTHING",
+		"INSERT INTO sdr_creds.credentials (" ROW_COLUMNS ")"
 		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (org_id, provider) DO NOTHING",
-	8, {UUIDOID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, BYTEAOID, INT4OID, TIMESTAMPTZOID}},
-	[P_DELETE] = {"DELETE FROM sdr_creds.credentials WHERE id" EQ "$1 AND org_id" EQ "$2",
+	STORE_ARGS},
+	[P_DELETE] = {"DELETE FROM sdr_creds.credentials WHERE id" EQ "$1 AND org_id" EQ "$2", NULL,
 	2, {UUIDOID, UUIDOID}},
-	[P_ROTATE_BATCH] = {"SELECT " ROW_COLUMNS " FROM sdr_creds.credentials WHERE key_version" NE "$1"
+	[P_ROTATE_BATCH] = {"SELECT * FROM sdr_creds.credentials WHERE key_version" NE "$1"
+		" OR seal_format" NE "2 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+		"SELECT * FROM sdr_creds.credentials WHERE key_version" NE "$1"
 		" ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED", 2, {INT4OID, INT4OID}},
-	[P_ROTATE_UPDATE] = {"UPDATE sdr_creds.credentials SET secrets = $2, key_version = $3"
+	[P_ROTATE_UPDATE] = {"UPDATE sdr_creds.credentials SET secrets = $2, key_version = $3,"
+		" seal_format = 2 WHERE id" EQ "$1",
+		"UPDATE sdr_creds.credentials SET secrets = $2, key_version = $3"
 		" WHERE id" EQ "$1", 3, {UUIDOID, BYTEAOID, INT4OID}},
 	[P_ROTATE_REMAINING] = {"SELECT pg_catalog.count(*) FROM sdr_creds.credentials"
+		" WHERE key_version" NE "$1 OR seal_format" NE "2",
+		"SELECT pg_catalog.count(*) FROM sdr_creds.credentials"
 		" WHERE key_version" NE "$1", 1, {INT4OID}},
 };
 
-static SPIPlanPtr plans[P_COUNT];
+static SPIPlanPtr plans[2][P_COUNT];	/* [format 2?][statement] */
 
-/* Runs a plan (prepared on first use, kept for the backend's life) inside SPI. */
-static uint64
-run(PlanId id, Datum *args, const char *nulls, bool read_only, long limit)
+/* The format new seals get: 2 once the 1.1 upgrade has added seal_format. */
+static int
+current_seal_format(void)
 {
+	Oid			rel = get_relname_relid("credentials", get_namespace_oid("sdr_creds", false));
+
+	return get_attnum(rel, "seal_format") != InvalidAttrNumber ? SEAL_FORMAT_2 : SEAL_FORMAT_1;
+}
+
+/*
+ * Runs a statement, in its form for the given seal format, inside SPI
+ * (prepared on first use, kept for the backend's life).
+ */
+static uint64
+run_for(int format, PlanId id, Datum *args, const char *nulls, bool read_only, long limit)
+{
+	bool		v1 = format == SEAL_FORMAT_1 && plan_defs[id].v1 != NULL;
+	SPIPlanPtr *plan = &plans[v1 ? 0 : 1][id];
 	int			rc;
 
-	if (plans[id] == NULL)
+	if (*plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare(plan_defs[id].sql, plan_defs[id].nargs,
+		SPIPlanPtr	p = SPI_prepare(v1 ? plan_defs[id].v1 : plan_defs[id].sql, plan_defs[id].nargs,
 									(Oid *) plan_defs[id].types);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "sdr_creds: could not prepare statement %d: %s", id,
 				 SPI_result_code_string(SPI_result));
-		plans[id] = p;
+		*plan = p;
 	}
-	rc = SPI_execute_plan(plans[id], args, nulls, read_only, limit);
+	rc = SPI_execute_plan(*plan, args, nulls, read_only, limit);
 	if (rc < 0)
 		elog(ERROR, "sdr_creds: statement %d failed: %s", id, SPI_result_code_string(rc));
 	return SPI_processed;
+}
+
+/* A statement that reads the same under either schema. */
+static uint64
+run(PlanId id, Datum *args, const char *nulls, bool read_only, long limit)
+{
+	Assert(plan_defs[id].v1 == NULL);
+	return run_for(SEAL_FORMAT_2, id, args, nulls, read_only, limit);
 }
 
 /* A credentials row, from SPI or from an index scan; columns in ROW_COLUMNS order. */
@@ -121,11 +164,25 @@ col(const Row *r, int column, bool *isnull)
 	return heap_getattr(r->tup, column, r->desc, isnull);
 }
 
+/* What a stored row's secrets are bound to; plain_metadata is its plain metadata text. */
 static RowIdentity
-row_identity(const pg_uuid_t *id, const pg_uuid_t *org, text *provider)
+row_identity(const Row *row, const char *plain_metadata)
 {
-	RowIdentity r = {id, org, VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider)};
+	bool		isnull;
+	Datum		dsn = col(row, C_DSN, &isnull);
+	text	   *provider = DatumGetTextPP(col(row, C_PROVIDER, &isnull));
+	RowIdentity r = {
+		.format = SEAL_FORMAT_1,
+		.id = DatumGetUUIDP(col(row, C_ID, &isnull)),
+		.org = DatumGetUUIDP(col(row, C_ORG, &isnull)),
+		.provider = VARDATA_ANY(provider),
+		.provider_len = VARSIZE_ANY_EXHDR(provider),
+		.dsn = isnull ? NULL : DatumGetTextPP(dsn),
+		.plain_metadata = plain_metadata,
+	};
 
+	if (row->desc->natts >= C_SEAL_FORMAT)
+		r.format = DatumGetInt16(col(row, C_SEAL_FORMAT, &isnull));
 	return r;
 }
 
@@ -146,14 +203,12 @@ seal_row(const RowIdentity *row, const char *token, int tokenlen, const char *se
 	return sealed;
 }
 
-/* Opens the secrets of an SPI result row: returns the plaintext, sets *meta. */
+/* Opens a row's secrets: returns the plaintext, sets *meta to its secret metadata. */
 static char *
-open_row(const Row *row, size_t *len, char **meta)
+open_row(const Row *row, const char *plain_metadata, size_t *len, char **meta)
 {
 	bool		isnull;
-	pg_uuid_t  *id = DatumGetUUIDP(col(row, C_ID, &isnull));
-	pg_uuid_t  *org = DatumGetUUIDP(col(row, C_ORG, &isnull));
-	RowIdentity r = row_identity(id, org, DatumGetTextPP(col(row, C_PROVIDER, &isnull)));
+	RowIdentity r = row_identity(row, plain_metadata);
 	char	   *plain = open_secrets(&r, DatumGetInt32(col(row, C_KEY_VERSION, &isnull)),
 									 DatumGetByteaPP(col(row, C_SECRETS, &isnull)), len);
 	size_t		toklen = strnlen(plain, *len);
@@ -165,7 +220,16 @@ open_row(const Row *row, size_t *len, char **meta)
 	return plain;
 }
 
-/* Appends an SPI result row as the credential object; list views omit secret metadata. */
+/* The row's plain metadata as JSON text. */
+static char *
+row_plain_metadata(const Row *row)
+{
+	bool		isnull;
+
+	return jsonb_text(DatumGetJsonbP(col(row, C_METADATA, &isnull)));
+}
+
+/* Appends a row as the credential object; list views omit secret metadata. */
 static void
 append_row(StringInfo out, const Row *row, bool secret_metadata)
 {
@@ -174,7 +238,8 @@ append_row(StringInfo out, const Row *row, bool secret_metadata)
 	Credential	c;
 	size_t		len;
 	char	   *meta;
-	char	   *plain = open_row(row, &len, &meta);
+	char	   *plain_metadata = row_plain_metadata(row);
+	char	   *plain = open_row(row, plain_metadata, &len, &meta);
 
 	c.id = DatumGetUUIDP(col(row, C_ID, &isnull));
 	c.org_id = DatumGetUUIDP(col(row, C_ORG, &isnull));
@@ -182,7 +247,7 @@ append_row(StringInfo out, const Row *row, bool secret_metadata)
 	d = col(row, C_DSN, &isnull);
 	c.dsn = isnull ? NULL : DatumGetTextPP(d);
 	c.access_token = plain;
-	c.plain_metadata = jsonb_text(DatumGetJsonbP(col(row, C_METADATA, &isnull)));
+	c.plain_metadata = plain_metadata;
 	c.secret_metadata = secret_metadata ? meta : NULL;
 	c.created_at = DatumGetTimestampTz(col(row, C_CREATED, &isnull));
 	c.updated_at = DatumGetTimestampTz(col(row, C_UPDATED, &isnull));
@@ -216,29 +281,10 @@ id_not_found(pg_uuid_t *id)
 			  DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))));
 }
 
-/*
- * Creates or replaces the org's credential for a provider. The row's id must
- * be known before sealing (it is in the additional data), so an existing row
- * is locked first; a concurrent insert of the same provider is retried as an
- * update.
- */
-static Datum
-store(FunctionCallInfo fcinfo, text *provider, text *dsn, text *token, Jsonb *metadata)
+/* Checks store's arguments (PT422 on the first bad one); returns the metadata, {} if none. */
+static Jsonb *
+store_validate(text *provider, text *dsn, text *token, Jsonb *metadata)
 {
-	pg_uuid_t	org;
-	pg_uuid_t	id;
-	Jsonb	   *plain;
-	Jsonb	   *secret;
-	char	   *secret_text;
-	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz created_at = now;
-	bool		created = false;
-	char	   *token_str;
-	Credential	c;
-	StringInfoData out;
-
-	redact_activity();
-	require_org(&org);
 	if (provider == NULL || !provider_is_valid(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider)))
 		SDR_ERROR("422", "provider must match ^[a-z0-9][a-z0-9_.-]{0,63}$");
 	if (token == NULL || VARSIZE_ANY_EXHDR(token) == 0)
@@ -248,73 +294,94 @@ store(FunctionCallInfo fcinfo, text *provider, text *dsn, text *token, Jsonb *me
 	if (dsn != NULL && VARSIZE_ANY_EXHDR(dsn) > DSN_MAX)
 		SDR_ERROR("422", "dsn must be at most %d bytes", DSN_MAX);
 	if (metadata == NULL)
-		metadata = parse_jsonb("{}");
+		return parse_jsonb("{}");
 	if (!JB_ROOT_IS_OBJECT(metadata))
 		SDR_ERROR("422", "metadata must be a JSON object");
 	if (VARSIZE(metadata) > METADATA_MAX)
 		SDR_ERROR("422", "metadata must be at most %d bytes", METADATA_MAX);
+	return metadata;
+}
 
-	split_metadata(metadata, &plain, &secret);
-	secret_text = jsonb_text(secret);
-	token_str = text_to_cstring(token);
+/*
+ * Writes c's row, sealed, and fills in c->id and c->created_at; true if it
+ * created the row. The row's id must be known before sealing (it is in the
+ * additional data), so an existing row is locked first; a concurrent insert
+ * of the same provider is retried as an update.
+ */
+static bool
+store_row(Credential *c, Jsonb *plain)
+{
+	int			format = current_seal_format();
+	Datum		args[8];
+	char		nulls[8] = "        ";
+	bool		isnull;
 
-	SPI_connect();
 	for (int attempt = 0;; attempt++)
 	{
-		Datum		args[8];
-		char		nulls[8] = "        ";
-		RowIdentity r;
-		int32		kv;
-		bool		isnull;
+		RowIdentity r = {format, c->id, c->org_id, VARDATA_ANY(c->provider),
+		VARSIZE_ANY_EXHDR(c->provider), c->dsn, c->plain_metadata};
 		bool		exists;
+		int32		kv;
 
-		args[0] = UUIDPGetDatum(&org);
-		args[1] = PointerGetDatum(provider);
+		args[0] = UUIDPGetDatum(c->org_id);
+		args[1] = PointerGetDatum(c->provider);
 		exists = run(P_LOCK, args, NULL, false, 1) == 1;
 		if (exists)
 		{
 			Row			locked = row_of(SPI_tuptable, 0);
 
-			id = *DatumGetUUIDP(col(&locked, 1, &isnull));
-			created_at = DatumGetTimestampTz(col(&locked, 2, &isnull));
+			*c->id = *DatumGetUUIDP(col(&locked, 1, &isnull));
+			c->created_at = DatumGetTimestampTz(col(&locked, 2, &isnull));
 		}
 		else if (attempt == 3)
 			ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 							errmsg("could not store the credential: concurrent updates of the same provider")));
 		else
-			new_uuid(&id);
-		r = row_identity(&id, &org, provider);
-		args[0] = UUIDPGetDatum(&id);
-		args[1] = UUIDPGetDatum(&org);
-		args[2] = PointerGetDatum(provider);
-		args[3] = dsn ? PointerGetDatum(dsn) : (Datum) 0;
-		nulls[3] = dsn ? ' ' : 'n';
+			new_uuid(c->id);
+		args[0] = UUIDPGetDatum(c->id);
+		args[1] = UUIDPGetDatum(c->org_id);
+		args[2] = PointerGetDatum(c->provider);
+		args[3] = c->dsn ? PointerGetDatum(c->dsn) : (Datum) 0;
+		nulls[3] = c->dsn ? ' ' : 'n';
 		args[4] = JsonbPGetDatum(plain);
-		args[5] = PointerGetDatum(seal_row(&r, token_str, strlen(token_str), secret_text, &kv));
+		args[5] = PointerGetDatum(seal_row(&r, c->access_token, strlen(c->access_token),
+										   c->secret_metadata, &kv));
 		args[6] = Int32GetDatum(kv);
-		args[7] = TimestampTzGetDatum(now);
+		args[7] = TimestampTzGetDatum(c->updated_at);
 		if (exists)
 		{
-			run(P_UPDATE, args, nulls, false, 0);
-			break;
+			run_for(format, P_UPDATE, args, nulls, false, 0);
+			return false;
 		}
-		if (run(P_INSERT, args, nulls, false, 0) == 1)
-		{
-			created = true;
-			break;
-		}
+		if (run_for(format, P_INSERT, args, nulls, false, 0) == 1)
+			return true;
 	}
+}
+
+/* Creates or replaces the org's credential for a provider; (created, credential). */
+static Datum
+store(FunctionCallInfo fcinfo, pg_uuid_t org, text *provider, text *dsn, text *token, Jsonb *metadata)
+{
+	pg_uuid_t	id;
+	Jsonb	   *plain;
+	Jsonb	   *secret;
+	char	   *token_str;
+	bool		created;
+	Credential	c = {.id = &id, .org_id = &org, .provider = provider, .dsn = dsn};
+	StringInfoData out;
+
+	redact_activity();
+	metadata = store_validate(provider, dsn, token, metadata);
+	split_metadata(metadata, &plain, &secret);
+	c.plain_metadata = jsonb_text(plain);
+	c.secret_metadata = jsonb_text(secret);
+	c.access_token = token_str = text_to_cstring(token);
+	c.created_at = c.updated_at = GetCurrentTimestamp();
+
+	SPI_connect();
+	created = store_row(&c, plain);
 	SPI_finish();
 
-	c.id = &id;
-	c.org_id = &org;
-	c.provider = provider;
-	c.dsn = dsn;
-	c.access_token = token_str;
-	c.plain_metadata = jsonb_text(plain);
-	c.secret_metadata = secret_text;
-	c.created_at = created_at;
-	c.updated_at = now;
 	initStringInfo(&out);
 	append_credential_json(&out, &c);
 	sodium_memzero(token_str, strlen(token_str));
@@ -331,9 +398,11 @@ sdr_creds_store(PG_FUNCTION_ARGS)
 {
 	OwnerContext oc;
 	Datum		result;
+	pg_uuid_t	org;
 
 	owner_enter(fcinfo, &oc);
-	result = store(fcinfo,
+	require_org(&org, oc.user);
+	result = store(fcinfo, org,
 				   PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
 				   PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1),
 				   PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2),
@@ -371,7 +440,7 @@ sdr_creds_store_json(PG_FUNCTION_ARGS)
 	Datum		result;
 
 	owner_enter(fcinfo, &oc);
-	require_org(&org);			/* 401 comes before 422 */
+	require_org(&org, oc.user);	/* 401 comes before 422 */
 	if (PG_ARGISNULL(0))
 		SDR_ERROR("422", "Request body must be a JSON object");
 	body = try_parse_jsonb(text_to_cstring(PG_GETARG_TEXT_PP(0)));
@@ -385,7 +454,7 @@ sdr_creds_store_json(PG_FUNCTION_ARGS)
 			SDR_ERROR("422", "Field 'metadata' must be an object");
 		metadata = JsonbValueToJsonb(&v);
 	}
-	result = store(fcinfo, body_string(body, "provider", true), body_string(body, "dsn", false),
+	result = store(fcinfo, org, body_string(body, "provider", true), body_string(body, "dsn", false),
 				   body_string(body, "access_token", true), metadata);
 	owner_leave(&oc);
 	return result;
@@ -432,13 +501,16 @@ PG_FUNCTION_INFO_V1(sdr_creds_get_by_provider);
 Datum
 sdr_creds_get_by_provider(PG_FUNCTION_ARGS)
 {
-	text	   *provider = PG_GETARG_TEXT_PP(0);
+	text	   *provider;
 	pg_uuid_t	org;
 	StringInfoData out;
 	OwnerContext oc;
 
 	owner_enter(fcinfo, &oc);
-	require_org(&org);
+	require_org(&org, oc.user);
+	if (PG_ARGISNULL(0))
+		SDR_ERROR("422", "provider must not be null");
+	provider = PG_GETARG_TEXT_PP(0);
 	initStringInfo(&out);
 	if (!provider_is_valid(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider)) ||
 		!append_by_provider(&out, &org, provider))
@@ -446,6 +518,15 @@ sdr_creds_get_by_provider(PG_FUNCTION_ARGS)
 				  text_to_cstring(provider));
 	owner_leave(&oc);
 	PG_RETURN_TEXT_P(json_result(&out));
+}
+
+/* The credential id argument (get, delete); PT422 if null. */
+static pg_uuid_t *
+required_id(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0))
+		SDR_ERROR("422", "id must not be null");
+	return PG_GETARG_UUID_P(0);
 }
 
 /* Fetches a row by id into SPI_tuptable; 404 if none, 403 if another org's. */
@@ -467,14 +548,15 @@ PG_FUNCTION_INFO_V1(sdr_creds_get);
 Datum
 sdr_creds_get(PG_FUNCTION_ARGS)
 {
-	pg_uuid_t  *id = PG_GETARG_UUID_P(0);
+	pg_uuid_t  *id;
 	pg_uuid_t	org;
 	StringInfoData out;
 	OwnerContext oc;
 	Row			row;
 
 	owner_enter(fcinfo, &oc);
-	require_org(&org);
+	require_org(&org, oc.user);
+	id = required_id(fcinfo);
 	initStringInfo(&out);
 	SPI_connect();
 	fetch_owned(id, &org);
@@ -498,7 +580,7 @@ sdr_creds_list(PG_FUNCTION_ARGS)
 	OwnerContext oc;
 
 	owner_enter(fcinfo, &oc);
-	require_org(&org);
+	require_org(&org, oc.user);
 	if (limit < 1 || limit > LIST_MAX)
 		SDR_ERROR("422", "limit must be between 1 and %d", LIST_MAX);
 	if (offset < 0)
@@ -529,14 +611,15 @@ PG_FUNCTION_INFO_V1(sdr_creds_delete);
 Datum
 sdr_creds_delete(PG_FUNCTION_ARGS)
 {
-	pg_uuid_t  *id = PG_GETARG_UUID_P(0);
+	pg_uuid_t  *id;
 	pg_uuid_t	org;
 	Datum		args[2];
 	StringInfoData out;
 	OwnerContext oc;
 
 	owner_enter(fcinfo, &oc);
-	require_org(&org);
+	require_org(&org, oc.user);
+	id = required_id(fcinfo);
 	SPI_connect();
 	fetch_owned(id, &org);
 	args[0] = UUIDPGetDatum(id);
@@ -562,7 +645,8 @@ PG_FUNCTION_INFO_V1(sdr_creds_rotate_keys);
 Datum
 sdr_creds_rotate_keys(PG_FUNCTION_ARGS)
 {
-	int32		batch_size = PG_GETARG_INT32(0);
+	int32		batch_size = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT32(0);
+	int			format;
 	int32		newest;
 	Datum		args[3];
 	SPITupleTable *batch;
@@ -576,33 +660,30 @@ sdr_creds_rotate_keys(PG_FUNCTION_ARGS)
 	(void) keyring_newest(&newest);
 
 	SPI_connect();
+	format = current_seal_format();
 	args[0] = Int32GetDatum(newest);
 	args[1] = Int32GetDatum(batch_size);
-	n = run(P_ROTATE_BATCH, args, NULL, false, 0);
+	n = run_for(format, P_ROTATE_BATCH, args, NULL, false, 0);
 	batch = SPI_tuptable;
 	for (uint64 i = 0; i < n; i++)
 	{
+		Row			row = row_of(batch, i);
+		char	   *plain_metadata = row_plain_metadata(&row);
 		size_t		len;
 		char	   *meta;
-		char	   *plain;
-		pg_uuid_t  *id;
-		RowIdentity r;
+		char	   *plain = open_row(&row, plain_metadata, &len, &meta);
+		RowIdentity r = row_identity(&row, plain_metadata);
 		int32		kv;
 
-		Row			row = row_of(batch, i);
-
-		plain = open_row(&row, &len, &meta);
-		id = DatumGetUUIDP(col(&row, C_ID, &isnull));
-		r = row_identity(id, DatumGetUUIDP(col(&row, C_ORG, &isnull)),
-						 DatumGetTextPP(col(&row, C_PROVIDER, &isnull)));
-		args[0] = UUIDPGetDatum(id);
+		r.format = format;
+		args[0] = UUIDPGetDatum(r.id);
 		args[1] = PointerGetDatum(seal_secrets(&r, plain, len, &kv));
 		args[2] = Int32GetDatum(kv);
 		sodium_memzero(plain, len);
-		run(P_ROTATE_UPDATE, args, NULL, false, 0);
+		run_for(format, P_ROTATE_UPDATE, args, NULL, false, 0);
 	}
 	args[0] = Int32GetDatum(newest);
-	run(P_ROTATE_REMAINING, args, NULL, false, 1);
+	run_for(format, P_ROTATE_REMAINING, args, NULL, false, 1);
 	remaining = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 	return pair_result(fcinfo, Int32GetDatum((int32) n), Int64GetDatum(remaining));

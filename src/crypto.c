@@ -4,7 +4,9 @@
  * A sealed value is nonce (24 random bytes) || ciphertext+tag, made with
  * crypto_aead_xchacha20poly1305_ietf under a keyring key. The additional data
  * binds it to its row: a format tag, id, org_id, key version and provider, so
- * a ciphertext copied to another row, org, provider or version fails to open.
+ * a ciphertext copied to another row, org, provider or version fails to open;
+ * from format 2 on, also a BLAKE2b hash of the dsn and the plain metadata, so
+ * a row whose dsn or plain metadata changed fails to open.
  */
 #include "crypto.h"
 
@@ -12,10 +14,36 @@
 
 #define NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 #define TAG_BYTES crypto_aead_xchacha20poly1305_ietf_ABYTES
-#define AAD_TAG "sdr_creds/1"
-#define AAD_MAX (sizeof(AAD_TAG) + 2 * UUID_LEN + 4 + 64)
+#define AAD_TAG_1 "sdr_creds/1"
+#define AAD_TAG_2 "sdr_creds/2"
+#define AAD_HASH_BYTES crypto_generichash_BYTES
+#define AAD_MAX (sizeof(AAD_TAG_1) + 2 * UUID_LEN + 4 + 64 + AAD_HASH_BYTES)
 
 #define MSG_UNDECRYPTABLE "credential could not be decrypted: wrong key or corrupt data"
+
+/* BLAKE2b of the dsn (length-prefixed, or a null marker) and the plain metadata text. */
+static void
+plain_fields_hash(const RowIdentity *row, unsigned char *out)
+{
+	crypto_generichash_state st;
+	unsigned char len[4] = {0xff, 0xff, 0xff, 0xff};
+	size_t		dlen = row->dsn ? VARSIZE_ANY_EXHDR(row->dsn) : 0;
+
+	if (row->dsn)
+	{
+		len[0] = (unsigned char) (dlen >> 24);
+		len[1] = (unsigned char) (dlen >> 16);
+		len[2] = (unsigned char) (dlen >> 8);
+		len[3] = (unsigned char) dlen;
+	}
+	crypto_generichash_init(&st, NULL, 0, AAD_HASH_BYTES);
+	crypto_generichash_update(&st, len, sizeof(len));
+	if (row->dsn)
+		crypto_generichash_update(&st, (const unsigned char *) VARDATA_ANY(row->dsn), dlen);
+	crypto_generichash_update(&st, (const unsigned char *) row->plain_metadata,
+							  strlen(row->plain_metadata));
+	crypto_generichash_final(&st, out, AAD_HASH_BYTES);
+}
 
 static size_t
 make_aad(unsigned char *aad, const RowIdentity *row, int32 key_version)
@@ -23,8 +51,13 @@ make_aad(unsigned char *aad, const RowIdentity *row, int32 key_version)
 	size_t		n = 0;
 	size_t		plen = Min(row->provider_len, 64);
 
-	memcpy(aad, AAD_TAG, sizeof(AAD_TAG));
-	n += sizeof(AAD_TAG);
+	StaticAssertStmt(sizeof(AAD_TAG_1) == sizeof(AAD_TAG_2), "tags of one length");
+	if (row->format != SEAL_FORMAT_1 && row->format != SEAL_FORMAT_2)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED), errmsg(MSG_UNDECRYPTABLE),
+				 errdetail("Unknown sealed format %d.", row->format), errhidestmt(true)));
+	memcpy(aad, row->format == SEAL_FORMAT_1 ? AAD_TAG_1 : AAD_TAG_2, sizeof(AAD_TAG_1));
+	n += sizeof(AAD_TAG_1);
 	memcpy(aad + n, row->id->data, UUID_LEN);
 	n += UUID_LEN;
 	memcpy(aad + n, row->org->data, UUID_LEN);
@@ -34,7 +67,13 @@ make_aad(unsigned char *aad, const RowIdentity *row, int32 key_version)
 	aad[n++] = (unsigned char) (key_version >> 8);
 	aad[n++] = (unsigned char) key_version;
 	memcpy(aad + n, row->provider, plen);
-	return n + plen;
+	n += plen;
+	if (row->format == SEAL_FORMAT_2)
+	{
+		plain_fields_hash(row, aad + n);
+		n += AAD_HASH_BYTES;
+	}
+	return n;
 }
 
 bytea *

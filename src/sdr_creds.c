@@ -10,6 +10,8 @@
 #include "catalog/pg_proc.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/pg_list.h"
+#include "utils/memutils.h"
 #include "utils/syscache.h"
 #include "utils/guc.h"
 
@@ -20,31 +22,91 @@ char	   *sdr_jwt_secret = NULL;
 char	   *sdr_jwt_audience = NULL;
 
 /*
- * The org this transaction acts for. It lives in backend memory, not in a
- * setting, so SET/set_config cannot forge it; only org_context_set() writes it.
+ * The org context: the org this transaction acts for, and the role that
+ * established it. It lives in backend memory, not in a setting, so
+ * SET/set_config cannot forge it; only org_context_set() writes it.
+ *
+ * It is scoped like a setting made with SET LOCAL inside a function, but
+ * stricter:
+ * - it is valid only for the role that established it (the caller of
+ *   authenticate*() or act_as(), before any switch to the owner);
+ * - a subtransaction that aborts undoes what it set (SubXactCallback);
+ * - a SECURITY DEFINER function that set it under its owner's identity takes
+ *   it away when it returns (fmgr_hook), so a wrapper cannot hand its org to
+ *   its caller, nor to the rest of the transaction;
+ * - it ends with the transaction, committed or aborted (XactCallback).
+ * States it replaced are kept on a stack, innermost first, so each of those
+ * ends restores what was there before.
  */
-static bool org_valid = false;
-static pg_uuid_t org_current;
+typedef struct OrgContext
+{
+	bool		valid;
+	pg_uuid_t	org;
+	Oid			role;			/* who established it */
+	int			xact_level;		/* subtransaction nesting level that set it */
+	int			call_depth;		/* SECURITY DEFINER call depth that set it */
+} OrgContext;
+
+static OrgContext org_now;
+static List *org_saved = NIL;	/* OrgContext *, in TopTransactionContext */
+static int	call_depth = 0;
+static fmgr_hook_type prev_fmgr_hook = NULL;
 
 void		_PG_init(void);
 
 void
-org_context_set(const pg_uuid_t *org)
+org_context_set(const pg_uuid_t *org, Oid role)
 {
-	org_current = *org;
-	org_valid = true;
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (org_now.xact_level != level || org_now.call_depth != call_depth)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+		OrgContext *saved = palloc(sizeof(OrgContext));
+
+		*saved = org_now;
+		org_saved = lcons(saved, org_saved);
+		MemoryContextSwitchTo(old);
+	}
+	org_now.valid = true;
+	org_now.org = *org;
+	org_now.role = role;
+	org_now.xact_level = level;
+	org_now.call_depth = call_depth;
 }
 
 bool
-org_context_get(pg_uuid_t *org)
+org_context_get(pg_uuid_t *org, Oid role)
 {
-	if (org_valid && org)
-		*org = org_current;
-	return org_valid;
+	if (!org_now.valid || org_now.role != role)
+		return false;
+	if (org)
+		*org = org_now.org;
+	return true;
+}
+
+/* Goes back to the state the current one replaced. */
+static void
+org_context_pop(void)
+{
+	if (org_saved == NIL)
+	{
+		memset(&org_now, 0, sizeof(org_now));
+		return;
+	}
+	org_now = *(OrgContext *) linitial(org_saved);
+	org_saved = list_delete_first(org_saved);	/* frees, allocates nothing */
 }
 
 static void
-org_context_clear(XactEvent event, void *arg)
+org_context_reset(void)
+{
+	memset(&org_now, 0, sizeof(org_now));
+	org_saved = NIL;			/* its memory goes with TopTransactionContext */
+}
+
+static void
+org_xact_end(XactEvent event, void *arg)
 {
 	switch (event)
 	{
@@ -53,12 +115,73 @@ org_context_clear(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			org_valid = false;
-			memset(&org_current, 0, sizeof(org_current));
+			org_context_reset();
 			break;
 		default:
 			break;
 	}
+}
+
+/* A committed subtransaction hands what it set to its parent; an aborted one undoes it. */
+static void
+org_subxact_end(SubXactEvent event, SubTransactionId mySubid,
+				SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	ListCell   *lc;
+
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		while (org_now.xact_level >= level)	/* the empty state's level is 0 */
+			org_context_pop();
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		if (org_now.xact_level == level)
+			org_now.xact_level = level - 1;
+		foreach(lc, org_saved)
+		{
+			OrgContext *s = lfirst(lc);
+
+			if (s->xact_level == level)
+				s->xact_level = level - 1;
+		}
+	}
+}
+
+/*
+ * Around every SECURITY DEFINER call: when it returns, a context it
+ * established for a role other than its caller's is taken away.
+ */
+static void
+org_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
+{
+	if (prev_fmgr_hook)
+		prev_fmgr_hook(event, flinfo, private);
+	if (event == FHET_START)
+	{
+		call_depth++;
+		return;
+	}
+	if (event == FHET_END)
+	{
+		Oid			caller = GetUserId();	/* already switched back */
+		ListCell   *lc;
+
+		while (org_now.call_depth >= call_depth && org_now.valid && org_now.role != caller)
+			org_context_pop();
+		if (org_now.call_depth >= call_depth)
+			org_now.call_depth = call_depth - 1;
+		foreach(lc, org_saved)
+		{
+			OrgContext *s = lfirst(lc);
+
+			if (s->call_depth >= call_depth)
+				s->call_depth = call_depth - 1;
+		}
+	}
+	/* FHET_ABORT: the error's (sub)transaction abort restores the context. */
+	call_depth--;				/* START, END and ABORT always pair */
 }
 
 void
@@ -87,7 +210,10 @@ _PG_init(void)
 	EmitWarningsOnPlaceholders("sdr_creds");
 #endif
 
-	RegisterXactCallback(org_context_clear, NULL);
+	RegisterXactCallback(org_xact_end, NULL);
+	RegisterSubXactCallback(org_subxact_end, NULL);
+	prev_fmgr_hook = fmgr_hook;
+	fmgr_hook = org_fmgr_hook;
 	redact_init();
 }
 
@@ -158,7 +284,7 @@ sdr_creds_current_org_id(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t  *org = palloc(sizeof(pg_uuid_t));
 
-	if (!org_context_get(org))
+	if (!org_context_get(org, GetUserId()))
 		PG_RETURN_NULL();
 	PG_RETURN_UUID_P(org);
 }
@@ -168,8 +294,11 @@ PG_FUNCTION_INFO_V1(sdr_creds_act_as);
 Datum
 sdr_creds_act_as(PG_FUNCTION_ARGS)
 {
-	pg_uuid_t  *org = PG_GETARG_UUID_P(0);
+	pg_uuid_t  *org;
 
-	org_context_set(org);
+	if (PG_ARGISNULL(0))
+		SDR_ERROR("422", "org_id must not be null");
+	org = PG_GETARG_UUID_P(0);
+	org_context_set(org, GetUserId());
 	PG_RETURN_UUID_P(org);
 }

@@ -39,9 +39,13 @@ extern char *sdr_jwt_audience;
 #define MSG_UNAUTHORIZED "Invalid or missing authentication credentials"
 #define MSG_FORBIDDEN    "You do not have permission to access this resource"
 
-/* The org context (sdr_creds.c): set by authentication, cleared at transaction end. */
-extern void org_context_set(const pg_uuid_t *org);
-extern bool org_context_get(pg_uuid_t *org);
+/*
+ * The org context (sdr_creds.c): set by authentication for the role that
+ * authenticated, undone by a subtransaction abort or a SECURITY DEFINER
+ * function's return, cleared at transaction end.
+ */
+extern void org_context_set(const pg_uuid_t *org, Oid role);
+extern bool org_context_get(pg_uuid_t *org, Oid role);
 
 /* Running a call with its owner's privileges (sdr_creds.c) */
 typedef struct OwnerContext
@@ -53,10 +57,10 @@ extern void owner_enter(FunctionCallInfo fcinfo, OwnerContext *ctx);
 extern void owner_leave(const OwnerContext *ctx);
 
 /* Authentication (auth.c) */
-extern void authenticate_credential(const char *credential, pg_uuid_t *org);
+extern void authenticate_credential(const char *credential, pg_uuid_t *org, Oid caller);
 extern void authenticate_headers(const char *x_api_key, const char *authorization,
-								 pg_uuid_t *org);
-extern void require_org(pg_uuid_t *org);
+								 pg_uuid_t *org, Oid caller);
+extern void require_org(pg_uuid_t *org, Oid caller);
 
 /* API keys (api_keys.c) */
 extern void api_key_hash(const char *key, size_t len, unsigned char *hash);
