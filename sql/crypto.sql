@@ -86,6 +86,41 @@ SELECT t.try($$SELECT sdr_creds.get_by_provider('salesforce')$$) AS tampered;
 COMMIT;
 UPDATE sdr_creds.credentials c SET secrets = s.secrets FROM saved s WHERE s.id = c.id;
 
+-- Tampering with what is stored in the clear: a changed dsn or plain metadata
+-- (instance_url pointed at another host) makes the row fail to open, so no
+-- client is sent a valid token for a host an attacker chose.
+SELECT seal_format FROM sdr_creds.credentials WHERE provider = 'salesforce';
+UPDATE sdr_creds.credentials SET dsn = 'https://attacker.example' WHERE provider = 'salesforce';
+BEGIN;
+SELECT sdr_creds.act_as(:'org_a') IS NOT NULL AS acting;
+SELECT t.try($$SELECT sdr_creds.get_by_provider('salesforce')$$) AS dsn_changed;
+COMMIT;
+UPDATE sdr_creds.credentials SET dsn = NULL WHERE provider = 'salesforce';
+BEGIN;
+SELECT sdr_creds.act_as(:'org_a') IS NOT NULL AS acting;
+SELECT t.try($$SELECT sdr_creds.get_by_provider('salesforce')$$) AS dsn_removed;
+COMMIT;
+UPDATE sdr_creds.credentials SET dsn = 'https://acme.my.salesforce.com',
+       metadata = jsonb_set(metadata, '{instance_url}', '"https://attacker.example"')
+ WHERE provider = 'salesforce';
+BEGIN;
+SELECT sdr_creds.act_as(:'org_a') IS NOT NULL AS acting;
+SELECT t.try($$SELECT sdr_creds.get_by_provider('salesforce')$$) AS instance_url_changed;
+SELECT t.try($$SELECT sdr_creds.list()$$) AS list_with_changed_row;
+COMMIT;
+UPDATE sdr_creds.credentials SET metadata = metadata || '{"api_version": "v1"}' WHERE provider = 'hubspot';
+BEGIN;
+SELECT sdr_creds.act_as(:'org_a') IS NOT NULL AS acting;
+SELECT t.try($$SELECT sdr_creds.get_by_provider('hubspot')$$) AS plain_key_added;
+COMMIT;
+-- Put back as they were, the rows open again.
+UPDATE sdr_creds.credentials c SET dsn = s.dsn, metadata = s.metadata FROM saved s WHERE s.id = c.id;
+BEGIN;
+SELECT sdr_creds.act_as(:'org_a') IS NOT NULL AS acting;
+SELECT sdr_creds.get_by_provider('salesforce') ->> 'dsn' AS restored_dsn,
+       sdr_creds.get_by_provider('hubspot') -> 'metadata' AS restored_metadata;
+COMMIT;
+
 -- Key versions: the newest key encrypts, older ones still decrypt, rotation
 -- re-encrypts under the newest in batches and reads keep working.
 SET sdr_creds.keyring_file TO :'v1_keyring';

@@ -53,7 +53,11 @@ SELECT count(*) AS a_rows_updated FROM u;
 WITH d AS (DELETE FROM sdr_creds.credentials WHERE id = :'a_id' RETURNING 1)
 SELECT count(*) AS a_rows_deleted FROM d;
 SELECT t.try(format($$INSERT INTO sdr_creds.credentials VALUES (gen_random_uuid(), %L, 'x', NULL, '{}', '\x00', 1, now(), now())$$, :'org_a')) AS insert_as_a;
-SELECT t.try(format($$UPDATE sdr_creds.credentials SET org_id = %L$$, :'org_a')) AS move_to_a;
+WITH m AS (UPDATE sdr_creds.credentials SET org_id = :'org_a' RETURNING 1)
+SELECT count(*) AS b_rows_moved_to_a FROM m;
+-- Direct table access reads its org's rows and writes nothing, not even its own.
+WITH u AS (UPDATE sdr_creds.credentials SET dsn = 'https://changed.example' WHERE org_id = :'org_b' RETURNING 1)
+SELECT count(*) AS b_own_rows_updated FROM u;
 ROLLBACK;
 RESET ROLE;
 SELECT count(*) AS a_row_intact FROM sdr_creds.credentials WHERE id = :'a_id' AND dsn IS NULL;

@@ -169,7 +169,8 @@ static RowIdentity
 row_identity(const Row *row, const char *plain_metadata)
 {
 	bool		isnull;
-	Datum		dsn = col(row, C_DSN, &isnull);
+	bool		no_dsn;
+	Datum		dsn = col(row, C_DSN, &no_dsn);
 	text	   *provider = DatumGetTextPP(col(row, C_PROVIDER, &isnull));
 	RowIdentity r = {
 		.format = SEAL_FORMAT_1,
@@ -177,7 +178,7 @@ row_identity(const Row *row, const char *plain_metadata)
 		.org = DatumGetUUIDP(col(row, C_ORG, &isnull)),
 		.provider = VARDATA_ANY(provider),
 		.provider_len = VARSIZE_ANY_EXHDR(provider),
-		.dsn = isnull ? NULL : DatumGetTextPP(dsn),
+		.dsn = no_dsn ? NULL : DatumGetTextPP(dsn),
 		.plain_metadata = plain_metadata,
 	};
 
