@@ -24,7 +24,8 @@ trap 'exit 0' INT TERM
 echo "== Starting a throwaway PostgreSQL cluster in $work/cluster (port $port)"
 eval "$(test/cluster.sh start "$work/cluster" "$port")"
 createdb sdr_demo
-psql -X -d sdr_demo -v keyfile="$work/api_key" -f test/demo.sql
+# No pager: the demo must run through on any terminal size without a keypress.
+psql -X -P pager=off -d sdr_demo -v keyfile="$work/api_key" -f test/demo.sql
 api_key=$(cat "$work/api_key")
 
 server=src/server/sdr_creds_server
