@@ -1,98 +1,222 @@
 /*
- * api_keys.c: creating API keys. A key is "sk_live_" or "sk_test_" followed by
- * 192 random bits in base64url; only its SHA-256 hash and a 12-character
- * display prefix are stored, so the key is shown once, at creation.
- * Listing and revoking are plain SQL functions in the install script.
+ * api_keys.c: the API key lifecycle: create, verify, cache, invalidate.
+ * (Listing and revoking are SQL functions in the install script.)
+ *
+ * A key is "sk_live_" or "sk_test_" followed by 192 random bits in base64url;
+ * only its SHA-256 hash and a 12-character display prefix are stored, so the
+ * key is shown once, at creation.
+ *
+ * Verified keys are cached per backend, by hash, so a hit skips the lookup.
+ * Revocation still holds at once, in every session and isolation level:
+ * - every change to sdr_creds.api_keys fires a trigger (api_keys_changed, per
+ *   row and for TRUNCATE, ENABLE ALWAYS so logical replication's apply fires
+ *   it too) that invalidates the table's relcache entry in all backends when
+ *   it commits, which empties this cache (key_cache_reset);
+ * - every use first reads pending invalidations (AcceptInvalidationMessages),
+ *   so a hit is never older than the last committed change;
+ * - a miss reads the key's row with a fresh snapshot, not the statement's or
+ *   the transaction's, so a revoke committed after the statement or the
+ *   REPEATABLE READ transaction began is seen;
+ * - a row read is cached only if no invalidation arrived while it was read
+ *   (key_cache_generation): that invalidation may be for a change the
+ *   snapshot predates;
+ * - expiry is checked against the clock on every use.
  */
-#include "sdr_creds.h"
+#include "api_keys.h"
 
 #include <sodium.h>
 
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "commands/trigger.h"
+#include "crypto.h"
 #include "executor/spi.h"
-#include "fmgr.h"
+#include "executor/tuptable.h"
 #include "json.h"
+#include "statements.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #define API_KEY_RANDOM_BYTES 24
 #define API_KEY_PREFIX_CHARS 12
+#define API_KEY_CHARS (8 + sodium_base64_ENCODED_LEN(API_KEY_RANDOM_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING))
+#define API_KEY_MAX_BYTES 256
 #define API_KEY_NAME_MAX 200
+#define API_KEY_HASH_BYTES crypto_hash_sha256_BYTES
+#define KEY_CACHE_MAX 4096
 
-void
-api_key_hash(const char *key, size_t len, unsigned char *hash)
+/* sdr_creds.api_keys's columns */
+enum
 {
-	StaticAssertStmt(API_KEY_HASH_BYTES == crypto_hash_sha256_BYTES, "hash size");
-	crypto_hash_sha256(hash, (const unsigned char *) key, len);
-}
+	AK_ID = 1, AK_ORG_ID, AK_NAME, AK_PREFIX, AK_KEY_HASH, AK_CREATED_AT, AK_EXPIRES_AT, AK_REVOKED_AT
+};
 
-bytea *
-bytes_to_bytea(const unsigned char *b, size_t len)
+typedef struct CachedKey
 {
-	bytea	   *out = palloc(VARHDRSZ + len);
-
-	SET_VARSIZE(out, VARHDRSZ + len);
-	memcpy(VARDATA(out), b, len);
-	return out;
-}
-
-PG_FUNCTION_INFO_V1(sdr_creds_create_api_key);
-Datum
-sdr_creds_create_api_key(PG_FUNCTION_ARGS)
-{
-	const char *env = PG_ARGISNULL(3) ? "live" : text_to_cstring(PG_GETARG_TEXT_PP(3));
-	text	   *name = PG_ARGISNULL(1) ? cstring_to_text("") : PG_GETARG_TEXT_PP(1);
-	unsigned char rnd[API_KEY_RANDOM_BYTES];
-	char		key[8 + sodium_base64_ENCODED_LEN(API_KEY_RANDOM_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
 	unsigned char hash[API_KEY_HASH_BYTES];
-	pg_uuid_t	id;
-	pg_uuid_t  *org;
-	Oid			types[6] = {UUIDOID, UUIDOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID};
-	Datum		args[6];
-	char		nulls[6] = "      ";
-	StringInfoData out;
+	pg_uuid_t	org;
+	TimestampTz expires_at;		/* DT_NOEND if none */
+} CachedKey;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("org_id must not be null")));
-	if (strcmp(env, "live") != 0 && strcmp(env, "test") != 0)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						errmsg("environment must be 'live' or 'test'")));
-	if (VARSIZE_ANY_EXHDR(name) > API_KEY_NAME_MAX)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						errmsg("name must be at most %d bytes", API_KEY_NAME_MAX)));
-	if (!PG_ARGISNULL(2) && (TIMESTAMP_NOT_FINITE(PG_GETARG_TIMESTAMPTZ(2)) ||
-							 PG_GETARG_TIMESTAMPTZ(2) <= GetCurrentTransactionStartTimestamp()))
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						errmsg("expires_at must be a finite time in the future (NULL: never expires)")));
-	org = PG_GETARG_UUID_P(0);
-	redact_activity();
+static HTAB *key_cache = NULL;
+static uint64 key_cache_generation = 0;
 
-	snprintf(key, sizeof(key), "sk_%s_", env);
+static bytea *
+hash_bytea(const unsigned char *hash)
+{
+	return (bytea *) cstring_to_text_with_len((const char *) hash, API_KEY_HASH_BYTES);
+}
+
+static bool
+has_key_prefix(const char *key)
+{
+	return strncmp(key, "sk_live_", 8) == 0 || strncmp(key, "sk_test_", 8) == 0;
+}
+
+static void
+key_cache_reset(Datum arg, Oid relid)
+{
+	Oid			keys = sdr_relid_known(REL_API_KEYS);
+
+	if (relid != InvalidOid && keys != InvalidOid && relid != keys)
+		return;
+	if (key_cache)
+		hash_destroy(key_cache);
+	key_cache = NULL;
+	key_cache_generation++;
+}
+
+/* Registered before the first lookup, so no invalidation goes unseen. */
+static void
+key_cache_watch(void)
+{
+	static bool watching = false;
+
+	if (!watching)
+	{
+		CacheRegisterRelcacheCallback(key_cache_reset, (Datum) 0);
+		watching = true;
+	}
+}
+
+static void
+key_cache_add(const unsigned char *hash, const pg_uuid_t *org, TimestampTz expires_at)
+{
+	HASHCTL		ctl = {.keysize = API_KEY_HASH_BYTES, .entrysize = sizeof(CachedKey)};
+	CachedKey  *k;
+
+	if (key_cache && hash_get_num_entries(key_cache) >= KEY_CACHE_MAX)
+	{
+		hash_destroy(key_cache);
+		key_cache = NULL;
+	}
+	if (key_cache == NULL)
+		key_cache = hash_create("sdr_creds API keys", 64, &ctl, HASH_ELEM | HASH_BLOBS);
+	k = hash_search(key_cache, hash, HASH_ENTER, NULL);
+	k->org = *org;
+	k->expires_at = expires_at;
+}
+
+/*
+ * Reads an API key's row by hash with a fresh snapshot: true, with *org and
+ * *expires_at, if it exists and is not revoked (expiry is the caller's).
+ */
+static bool
+api_key_read(const unsigned char *hash, pg_uuid_t *org, TimestampTz *expires_at)
+{
+	Relation	rel = table_open(sdr_relid(REL_API_KEYS), AccessShareLock);
+	Relation	idx = index_open(sdr_relid(REL_API_KEYS_BY_HASH), AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	ScanKeyData skey;
+	IndexScanDesc scan;
+	bool		isnull;
+	bool		found = false;
+
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   idx->rd_indcollation[0], F_BYTEAEQ, PointerGetDatum(hash_bytea(hash)));
+	scan = index_beginscan(rel, idx, snapshot, 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		(void) slot_getattr(slot, AK_REVOKED_AT, &isnull);
+		if (isnull)
+		{
+			Datum		d = slot_getattr(slot, AK_EXPIRES_AT, &isnull);
+
+			*expires_at = isnull ? DT_NOEND : DatumGetTimestampTz(d);
+			*org = *DatumGetUUIDP(slot_getattr(slot, AK_ORG_ID, &isnull));
+			found = true;
+		}
+	}
+	index_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+bool
+api_key_verify(const char *key, pg_uuid_t *org)
+{
+	size_t		len = strlen(key);
+	unsigned char hash[API_KEY_HASH_BYTES];
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz expires_at;
+	CachedKey  *cached;
+	uint64		generation;
+
+	if (len > API_KEY_MAX_BYTES || !has_key_prefix(key))
+		return false;
+	crypto_hash_sha256(hash, (const unsigned char *) key, len);
+
+	key_cache_watch();
+	AcceptInvalidationMessages();
+	cached = key_cache ? hash_search(key_cache, hash, HASH_FIND, NULL) : NULL;
+	if (cached)
+	{
+		*org = cached->org;
+		return cached->expires_at > now;
+	}
+	generation = key_cache_generation;
+	if (!api_key_read(hash, org, &expires_at) || expires_at <= now)
+		return false;
+	if (generation == key_cache_generation)
+		key_cache_add(hash, org, expires_at);
+	return true;
+}
+
+/* Makes a new key (API_KEY_CHARS + 1 bytes with its NUL) and its hash. */
+static void
+api_key_generate(const char *env, char *key, unsigned char *hash)
+{
+	unsigned char rnd[API_KEY_RANDOM_BYTES];
+
+	snprintf(key, 9, "sk_%s_", env);
 	randombytes_buf(rnd, sizeof(rnd));
-	sodium_bin2base64(key + 8, sizeof(key) - 8, rnd, sizeof(rnd),
+	sodium_bin2base64(key + 8, API_KEY_CHARS + 1 - 8, rnd, sizeof(rnd),
 					  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	sodium_memzero(rnd, sizeof(rnd));
-	api_key_hash(key, strlen(key), hash);
-	new_uuid(&id);
+	crypto_hash_sha256(hash, (const unsigned char *) key, strlen(key));
+}
 
-	args[0] = UUIDPGetDatum(&id);
-	args[1] = UUIDPGetDatum(org);
-	args[2] = PointerGetDatum(name);
-	args[3] = PointerGetDatum(cstring_to_text_with_len(key, API_KEY_PREFIX_CHARS));
-	args[4] = PointerGetDatum(bytes_to_bytea(hash, sizeof(hash)));
-	args[5] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
-	if (PG_ARGISNULL(2))
-		nulls[5] = 'n';
-
-	SPI_connect();
-	if (SPI_execute_with_args("INSERT INTO sdr_creds.api_keys"
-							  " (id, org_id, name, prefix, key_hash, expires_at)"
-							  " VALUES ($1, $2, $3, $4, $5, $6)",
-							  6, types, args, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "sdr_creds: could not store the API key");
-	SPI_finish();
+/* create_api_key's result: the key, shown this once, with its row's fields. */
+static text *
+api_key_json(const pg_uuid_t *id, const pg_uuid_t *org, text *name, const char *key,
+			 const TimestampTz *expires_at)
+{
+	StringInfoData out;
 
 	initStringInfo(&out);
 	appendStringInfoString(&out, "{\"id\": ");
-	append_uuid(&out, &id);
+	append_uuid(&out, id);
 	appendStringInfoString(&out, ", \"org_id\": ");
 	append_uuid(&out, org);
 	appendStringInfoString(&out, ", \"name\": ");
@@ -102,12 +226,82 @@ sdr_creds_create_api_key(PG_FUNCTION_ARGS)
 	appendStringInfoString(&out, ", \"key\": ");
 	append_json_string(&out, key, strlen(key));
 	appendStringInfoString(&out, ", \"expires_at\": ");
-	if (PG_ARGISNULL(2))
-		appendStringInfoString(&out, "null");
+	if (expires_at)
+		append_timestamp(&out, *expires_at);
 	else
-		append_timestamp(&out, PG_GETARG_TIMESTAMPTZ(2));
+		appendStringInfoString(&out, "null");
 	appendStringInfoChar(&out, '}');
-	sodium_memzero(key, sizeof(key));
+	return cstring_to_text_with_len(out.data, out.len);
+}
 
-	PG_RETURN_TEXT_P(cstring_to_text_with_len(out.data, out.len));
+static void
+check_new_key_args(const char *env, text *name, const TimestampTz *expires_at)
+{
+	if (strcmp(env, "live") != 0 && strcmp(env, "test") != 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("environment must be 'live' or 'test'")));
+	if (VARSIZE_ANY_EXHDR(name) > API_KEY_NAME_MAX)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("name must be at most %d bytes", API_KEY_NAME_MAX)));
+	if (expires_at && (TIMESTAMP_NOT_FINITE(*expires_at) ||
+					   *expires_at <= GetCurrentTransactionStartTimestamp()))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("expires_at must be a finite time in the future (NULL: never expires)")));
+}
+
+PG_FUNCTION_INFO_V1(sdr_creds_create_api_key);
+Datum
+sdr_creds_create_api_key(PG_FUNCTION_ARGS)
+{
+	const char *env = PG_ARGISNULL(3) ? "live" : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	text	   *name = PG_ARGISNULL(1) ? cstring_to_text("") : PG_GETARG_TEXT_PP(1);
+	TimestampTz expires = PG_ARGISNULL(2) ? 0 : PG_GETARG_TIMESTAMPTZ(2);
+	TimestampTz *expires_at = PG_ARGISNULL(2) ? NULL : &expires;
+	char		key[API_KEY_CHARS + 1];
+	unsigned char hash[API_KEY_HASH_BYTES];
+	pg_uuid_t	id;
+	pg_uuid_t  *org;
+	Datum		args[6];
+	char		nulls[6] = "     n";
+	text	   *result;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("org_id must not be null")));
+	org = PG_GETARG_UUID_P(0);
+	check_new_key_args(env, name, expires_at);
+	redact_activity();
+	api_key_generate(env, key, hash);
+	new_uuid(&id);
+
+	args[0] = UUIDPGetDatum(&id);
+	args[1] = UUIDPGetDatum(org);
+	args[2] = PointerGetDatum(name);
+	args[3] = PointerGetDatum(cstring_to_text_with_len(key, API_KEY_PREFIX_CHARS));
+	args[4] = PointerGetDatum(hash_bytea(hash));
+	args[5] = TimestampTzGetDatum(expires);
+	if (expires_at)
+		nulls[5] = ' ';
+	SPI_connect();
+	stmt_run(S_API_KEY_INSERT, args, nulls, false, 0);
+	SPI_finish();
+
+	result = api_key_json(&id, org, name, key, expires_at);
+	sodium_memzero(key, sizeof(key));
+	PG_RETURN_TEXT_P(result);
+}
+
+/*
+ * Trigger on sdr_creds.api_keys (per row, and per statement for TRUNCATE):
+ * any change empties every backend's key cache when it commits.
+ */
+PG_FUNCTION_INFO_V1(sdr_creds_api_keys_changed);
+Datum
+sdr_creds_api_keys_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "sdr_creds: api_keys_changed must be called as a trigger");
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ? trigdata->tg_trigtuple : NULL);
 }

@@ -2,11 +2,9 @@
  * credentials.c: the SQL-callable credential functions (store, get by
  * provider, get by id, list, delete) and key rotation.
  *
- * Each call finds its org (require_org), runs prepared SPI plans kept across
- * calls (get by provider reads the unique index directly), opens or seals the
- * row's secrets and writes the JSON object once.
- * The sealed plaintext is: access_token, a NUL byte, then the secret metadata
- * as a JSON object.
+ * Each call finds its org (require_org), runs the statements of
+ * statements.c (get by provider reads the unique index directly), opens or
+ * seals the row's secrets (crypto.c) and writes the JSON object once.
  */
 #include "sdr_creds.h"
 
@@ -16,18 +14,18 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
-#include "catalog/namespace.h"
+#include "auth.h"
 #include "crypto.h"
-#include "executor/tuptable.h"
 #include "executor/spi.h"
-#include "fmgr.h"
+#include "executor/tuptable.h"
 #include "funcapi.h"
 #include "json.h"
 #include "keyring.h"
+#include "metadata.h"
+#include "statements.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
-#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -36,111 +34,28 @@
 #define DSN_MAX 2048
 #define METADATA_MAX 65536
 
-/*
- * The table's columns, in order; seal_format exists from 1.1 on. Reads select
- * "*" so a backend that began under 1.0 sees the column after the upgrade.
- */
-#define ROW_COLUMNS "id, org_id, provider, dsn, metadata, secrets, key_version, created_at, updated_at"
+/* The credentials table's columns, in order; seal_format exists from 1.1 on. */
 enum
 {
 	C_ID = 1, C_ORG, C_PROVIDER, C_DSN, C_METADATA, C_SECRETS, C_KEY_VERSION, C_CREATED, C_UPDATED,
 	C_SEAL_FORMAT
 };
 
-typedef enum
+/* ^[a-z0-9][a-z0-9_.-]{0,63}$ */
+static bool
+provider_is_valid(const char *p, size_t len)
 {
-	P_BY_ID, P_LIST, P_LOCK, P_UPDATE, P_INSERT, P_DELETE,
-	P_ROTATE_BATCH, P_ROTATE_UPDATE, P_ROTATE_REMAINING, P_COUNT
-} PlanId;
-
-#define STORE_ARGS 8, {UUIDOID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, BYTEAOID, INT4OID, TIMESTAMPTZOID}
-
-/*
- * Each statement; "v1" is its form for a database still at sdr_creds 1.0,
- * whose table has no seal_format column (rows there are sealed in format 1).
- */
-static const struct
-{
-	const char *sql;
-	const char *v1;				/* NULL: the same as sql */
-	int			nargs;
-	Oid			types[8];
-}			plan_defs[P_COUNT] = {
-	[P_BY_ID] = {"SELECT * FROM sdr_creds.credentials WHERE id" EQ "$1", NULL, 1, {UUIDOID}},
-	[P_LIST] = {"SELECT * FROM sdr_creds.credentials WHERE org_id" EQ "$1"
-		" ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3", NULL, 3, {UUIDOID, INT4OID, INT4OID}},
-	[P_LOCK] = {"SELECT id, created_at FROM sdr_creds.credentials"
-		" WHERE org_id" EQ "$1 AND provider" EQ "$2 FOR UPDATE", NULL, 2, {UUIDOID, TEXTOID}},
-	/* P_UPDATE takes P_INSERT's parameters; org_id and provider stay as they are. */
-	[P_UPDATE] = {"UPDATE sdr_creds.credentials SET dsn = $4, metadata = $5, secrets = $6,"
-		" key_version = $7, updated_at = $8, seal_format = 2 WHERE id" EQ "$1",
-		"UPDATE sdr_creds.credentials SET dsn = $4, metadata = $5, secrets = $6,"
-		" key_version = $7, updated_at = $8 WHERE id" EQ "$1", STORE_ARGS},
-	[P_INSERT] = {"INSERT INTO sdr_creds.credentials (" ROW_COLUMNS ", seal_format)"
-		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 2) ON CONFLICT (org_id, provider) DO NOTHING",
-		"INSERT INTO sdr_creds.credentials (" ROW_COLUMNS ")"
-		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (org_id, provider) DO NOTHING",
-	STORE_ARGS},
-	[P_DELETE] = {"DELETE FROM sdr_creds.credentials WHERE id" EQ "$1 AND org_id" EQ "$2", NULL,
-	2, {UUIDOID, UUIDOID}},
-	[P_ROTATE_BATCH] = {"SELECT * FROM sdr_creds.credentials WHERE key_version" NE "$1"
-		" OR seal_format" NE "2 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
-		"SELECT * FROM sdr_creds.credentials WHERE key_version" NE "$1"
-		" ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED", 2, {INT4OID, INT4OID}},
-	[P_ROTATE_UPDATE] = {"UPDATE sdr_creds.credentials SET secrets = $2, key_version = $3,"
-		" seal_format = 2 WHERE id" EQ "$1",
-		"UPDATE sdr_creds.credentials SET secrets = $2, key_version = $3"
-		" WHERE id" EQ "$1", 3, {UUIDOID, BYTEAOID, INT4OID}},
-	[P_ROTATE_REMAINING] = {"SELECT pg_catalog.count(*) FROM sdr_creds.credentials"
-		" WHERE key_version" NE "$1 OR seal_format" NE "2",
-		"SELECT pg_catalog.count(*) FROM sdr_creds.credentials"
-		" WHERE key_version" NE "$1", 1, {INT4OID}},
-};
-
-static SPIPlanPtr plans[2][P_COUNT];	/* [format 2?][statement] */
-
-/* The format new seals get: 2 once the 1.1 upgrade has added seal_format. */
-static int
-current_seal_format(void)
-{
-	Oid			rel = get_relname_relid("credentials", get_namespace_oid("sdr_creds", false));
-
-	return get_attnum(rel, "seal_format") != InvalidAttrNumber ? SEAL_FORMAT_2 : SEAL_FORMAT_1;
-}
-
-/*
- * Runs a statement, in its form for the given seal format, inside SPI
- * (prepared on first use, kept for the backend's life).
- */
-static uint64
-run_for(int format, PlanId id, Datum *args, const char *nulls, bool read_only, long limit)
-{
-	bool		v1 = format == SEAL_FORMAT_1 && plan_defs[id].v1 != NULL;
-	SPIPlanPtr *plan = &plans[v1 ? 0 : 1][id];
-	int			rc;
-
-	if (*plan == NULL)
+	if (len < 1 || len > 64)
+		return false;
+	for (size_t i = 0; i < len; i++)
 	{
-		SPIPlanPtr	p = SPI_prepare(v1 ? plan_defs[id].v1 : plan_defs[id].sql, plan_defs[id].nargs,
-									(Oid *) plan_defs[id].types);
+		char		c = p[i];
+		bool		alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "sdr_creds: could not prepare statement %d: %s", id,
-				 SPI_result_code_string(SPI_result));
-		*plan = p;
+		if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-')))
+			return false;
 	}
-	rc = SPI_execute_plan(*plan, args, nulls, read_only, limit);
-	if (rc < 0)
-		elog(ERROR, "sdr_creds: statement %d failed: %s", id, SPI_result_code_string(rc));
-	return SPI_processed;
-}
-
-/* A statement that reads the same under either schema. */
-static uint64
-run(PlanId id, Datum *args, const char *nulls, bool read_only, long limit)
-{
-	Assert(plan_defs[id].v1 == NULL);
-	return run_for(SEAL_FORMAT_2, id, args, nulls, read_only, limit);
+	return true;
 }
 
 /* A credentials row, from SPI or from an index scan; columns in ROW_COLUMNS order. */
@@ -187,38 +102,15 @@ row_identity(const Row *row, const char *plain_metadata)
 	return r;
 }
 
-static bytea *
-seal_row(const RowIdentity *row, const char *token, int tokenlen, const char *secret, int32 *kv)
-{
-	StringInfoData plain;
-	bytea	   *sealed;
-
-	initStringInfo(&plain);
-	enlargeStringInfo(&plain, tokenlen + 1 + strlen(secret));
-	appendBinaryStringInfo(&plain, token, tokenlen);
-	appendStringInfoChar(&plain, '\0');
-	appendStringInfoString(&plain, secret);
-	sealed = seal_secrets(row, plain.data, plain.len, kv);
-	sodium_memzero(plain.data, plain.maxlen);
-	pfree(plain.data);
-	return sealed;
-}
-
-/* Opens a row's secrets: returns the plaintext, sets *meta to its secret metadata. */
+/* Opens a row's secrets: returns the plaintext (the token), sets *meta to its secret metadata. */
 static char *
 open_row(const Row *row, const char *plain_metadata, size_t *len, char **meta)
 {
 	bool		isnull;
 	RowIdentity r = row_identity(row, plain_metadata);
-	char	   *plain = open_secrets(&r, DatumGetInt32(col(row, C_KEY_VERSION, &isnull)),
-									 DatumGetByteaPP(col(row, C_SECRETS, &isnull)), len);
-	size_t		toklen = strnlen(plain, *len);
 
-	if (toklen == *len)
-		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
-						errmsg("credential could not be decrypted: wrong key or corrupt data")));
-	*meta = plain + toklen + 1;
-	return plain;
+	return open_credential(&r, DatumGetInt32(col(row, C_KEY_VERSION, &isnull)),
+						   DatumGetByteaPP(col(row, C_SECRETS, &isnull)), len, meta);
 }
 
 /* The row's plain metadata as JSON text. */
@@ -312,7 +204,7 @@ store_validate(text *provider, text *dsn, text *token, Jsonb *metadata)
 static bool
 store_row(Credential *c, Jsonb *plain)
 {
-	int			format = current_seal_format();
+	int			format = schema_seal_format();
 	Datum		args[8];
 	char		nulls[8] = "        ";
 	bool		isnull;
@@ -326,7 +218,7 @@ store_row(Credential *c, Jsonb *plain)
 
 		args[0] = UUIDPGetDatum(c->org_id);
 		args[1] = PointerGetDatum(c->provider);
-		exists = run(P_LOCK, args, NULL, false, 1) == 1;
+		exists = stmt_run(S_CRED_LOCK, args, NULL, false, 1) == 1;
 		if (exists)
 		{
 			Row			locked = row_of(SPI_tuptable, 0);
@@ -345,16 +237,15 @@ store_row(Credential *c, Jsonb *plain)
 		args[3] = c->dsn ? PointerGetDatum(c->dsn) : (Datum) 0;
 		nulls[3] = c->dsn ? ' ' : 'n';
 		args[4] = JsonbPGetDatum(plain);
-		args[5] = PointerGetDatum(seal_row(&r, c->access_token, strlen(c->access_token),
-										   c->secret_metadata, &kv));
+		args[5] = PointerGetDatum(seal_credential(&r, c->access_token, c->secret_metadata, &kv));
 		args[6] = Int32GetDatum(kv);
 		args[7] = TimestampTzGetDatum(c->updated_at);
 		if (exists)
 		{
-			run_for(format, P_UPDATE, args, nulls, false, 0);
+			stmt_run_for(format, S_CRED_UPDATE, args, nulls, false, 0);
 			return false;
 		}
-		if (run_for(format, P_INSERT, args, nulls, false, 0) == 1)
+		if (stmt_run_for(format, S_CRED_INSERT, args, nulls, false, 0) == 1)
 			return true;
 	}
 }
@@ -469,9 +360,8 @@ sdr_creds_store_json(PG_FUNCTION_ARGS)
 static bool
 append_by_provider(StringInfo out, const pg_uuid_t *org, text *provider)
 {
-	Oid			nsp = get_namespace_oid("sdr_creds", false);
-	Relation	rel = table_open(get_relname_relid("credentials", nsp), AccessShareLock);
-	Relation	idx = index_open(get_relname_relid("credentials_org_provider", nsp), AccessShareLock);
+	Relation	rel = table_open(sdr_relid(REL_CREDENTIALS), AccessShareLock);
+	Relation	idx = index_open(sdr_relid(REL_CREDENTIALS_BY_PROVIDER), AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	ScanKeyData keys[2];
 	IndexScanDesc scan;
@@ -538,7 +428,7 @@ fetch_owned(pg_uuid_t *id, const pg_uuid_t *org)
 	bool		isnull;
 	Row			r;
 
-	if (run(P_BY_ID, &arg, NULL, true, 1) == 0)
+	if (stmt_run(S_CRED_BY_ID, &arg, NULL, true, 1) == 0)
 		id_not_found(id);
 	r = row_of(SPI_tuptable, 0);
 	if (memcmp(DatumGetUUIDP(col(&r, C_ORG, &isnull)), org, UUID_LEN) != 0)
@@ -593,7 +483,7 @@ sdr_creds_list(PG_FUNCTION_ARGS)
 	args[1] = Int32GetDatum(limit);
 	args[2] = Int32GetDatum(offset);
 	SPI_connect();
-	n = run(P_LIST, args, NULL, true, 0);
+	n = stmt_run(S_CRED_LIST, args, NULL, true, 0);
 	for (uint64 i = 0; i < n; i++)
 	{
 		Row			row = row_of(SPI_tuptable, i);
@@ -625,7 +515,7 @@ sdr_creds_delete(PG_FUNCTION_ARGS)
 	fetch_owned(id, &org);
 	args[0] = UUIDPGetDatum(id);
 	args[1] = UUIDPGetDatum(&org);
-	if (run(P_DELETE, args, NULL, false, 0) == 0)
+	if (stmt_run(S_CRED_DELETE, args, NULL, false, 0) == 0)
 		id_not_found(id);
 	SPI_finish();
 	owner_leave(&oc);
@@ -661,10 +551,10 @@ sdr_creds_rotate_keys(PG_FUNCTION_ARGS)
 	(void) keyring_newest(&newest);
 
 	SPI_connect();
-	format = current_seal_format();
+	format = schema_seal_format();
 	args[0] = Int32GetDatum(newest);
 	args[1] = Int32GetDatum(batch_size);
-	n = run_for(format, P_ROTATE_BATCH, args, NULL, false, 0);
+	n = stmt_run_for(format, S_ROTATE_BATCH, args, NULL, false, 0);
 	batch = SPI_tuptable;
 	for (uint64 i = 0; i < n; i++)
 	{
@@ -678,13 +568,13 @@ sdr_creds_rotate_keys(PG_FUNCTION_ARGS)
 
 		r.format = format;
 		args[0] = UUIDPGetDatum(r.id);
-		args[1] = PointerGetDatum(seal_secrets(&r, plain, len, &kv));
+		args[1] = PointerGetDatum(seal_credential(&r, plain, meta, &kv));
 		args[2] = Int32GetDatum(kv);
 		sodium_memzero(plain, len);
-		run_for(format, P_ROTATE_UPDATE, args, NULL, false, 0);
+		stmt_run_for(format, S_ROTATE_UPDATE, args, NULL, false, 0);
 	}
 	args[0] = Int32GetDatum(newest);
-	run_for(format, P_ROTATE_REMAINING, args, NULL, false, 1);
+	stmt_run_for(format, S_ROTATE_REMAINING, args, NULL, false, 1);
 	remaining = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 	return pair_result(fcinfo, Int32GetDatum((int32) n), Int64GetDatum(remaining));

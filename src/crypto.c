@@ -1,5 +1,8 @@
 /*
- * crypto.c: seals and opens a credential's secrets.
+ * crypto.c: seals and opens a credential's secrets; makes random UUIDs.
+ *
+ * The plaintext is the access token, a NUL byte, then the secret metadata
+ * (a JSON object's text).
  *
  * A sealed value is nonce (24 random bytes) || ciphertext+tag, made with
  * crypto_aead_xchacha20poly1305_ietf under a keyring key. The additional data
@@ -19,7 +22,12 @@
 #define AAD_HASH_BYTES crypto_generichash_BYTES
 #define AAD_MAX (sizeof(AAD_TAG_1) + 2 * UUID_LEN + 4 + 64 + AAD_HASH_BYTES)
 
-#define MSG_UNDECRYPTABLE "credential could not be decrypted: wrong key or corrupt data"
+
+static void pg_attribute_noreturn()
+undecryptable(void)
+{
+	ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg(MSG_UNDECRYPTABLE), errhidestmt(true)));
+}
 
 /* BLAKE2b of the dsn (length-prefixed, or a null marker) and the plain metadata text. */
 static void
@@ -76,7 +84,7 @@ make_aad(unsigned char *aad, const RowIdentity *row, int32 key_version)
 	return n;
 }
 
-bytea *
+static bytea *
 seal_secrets(const RowIdentity *row, const void *plain, size_t len, int32 *key_version)
 {
 	const unsigned char *key = keyring_newest(key_version);
@@ -94,7 +102,7 @@ seal_secrets(const RowIdentity *row, const void *plain, size_t len, int32 *key_v
 }
 
 /* The plaintext, palloc'd and NUL-terminated; the caller wipes it when done. */
-void *
+static char *
 open_secrets(const RowIdentity *row, int32 key_version, const bytea *sealed, size_t *len)
 {
 	const unsigned char *key = keyring_key(key_version);
@@ -112,17 +120,53 @@ open_secrets(const RowIdentity *row, int32 key_version, const bytea *sealed, siz
 				 errdetail("Key version %d is not in the keyring.", key_version),
 				 errhidestmt(true)));
 	if (sealed_len < NONCE_BYTES + TAG_BYTES)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED), errmsg(MSG_UNDECRYPTABLE), errhidestmt(true)));
+		undecryptable();
 
 	aadlen = make_aad(aad, row, key_version);
 	plain = palloc(sealed_len - NONCE_BYTES - TAG_BYTES + 1);
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &plen, NULL,
 												   data + NONCE_BYTES, sealed_len - NONCE_BYTES,
 												   aad, aadlen, data, key) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED), errmsg(MSG_UNDECRYPTABLE), errhidestmt(true)));
+		undecryptable();
 	plain[plen] = '\0';
 	*len = plen;
+	return (char *) plain;
+}
+
+bytea *
+seal_credential(const RowIdentity *row, const char *token, const char *secret_metadata,
+				int32 *key_version)
+{
+	size_t		toklen = strlen(token);
+	size_t		len = toklen + 1 + strlen(secret_metadata);
+	char	   *plain = palloc(len + 1);
+	bytea	   *sealed;
+
+	memcpy(plain, token, toklen + 1);
+	strcpy(plain + toklen + 1, secret_metadata);
+	sealed = seal_secrets(row, plain, len, key_version);
+	sodium_memzero(plain, len);
+	pfree(plain);
+	return sealed;
+}
+
+char *
+open_credential(const RowIdentity *row, int32 key_version, const bytea *sealed,
+				size_t *len, char **secret_metadata)
+{
+	char	   *plain = open_secrets(row, key_version, sealed, len);
+	size_t		toklen = strnlen(plain, *len);
+
+	if (toklen == *len)
+		undecryptable();
+	*secret_metadata = plain + toklen + 1;
 	return plain;
+}
+
+void
+new_uuid(pg_uuid_t *uuid)
+{
+	randombytes_buf(uuid->data, UUID_LEN);
+	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x40;
+	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;
 }

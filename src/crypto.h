@@ -1,5 +1,6 @@
 /*
- * crypto.h: sealing and opening a row's secrets with XChaCha20-Poly1305.
+ * crypto.h: sealing and opening a row's secrets with XChaCha20-Poly1305, and
+ * random identifiers.
  */
 #ifndef SDR_CRYPTO_H
 #define SDR_CRYPTO_H
@@ -27,9 +28,22 @@ typedef struct RowIdentity
 	const char *plain_metadata; /* format 2: the plain metadata object's text */
 } RowIdentity;
 
-extern bytea *seal_secrets(const RowIdentity *row, const void *plain, size_t len,
-						   int32 *key_version);
-extern void *open_secrets(const RowIdentity *row, int32 key_version,
-						  const bytea *sealed, size_t *len);
+/*
+ * A credential's secrets are its access token and its secret metadata (a
+ * JSON object's text), sealed together as "token NUL metadata".
+ */
+extern bytea *seal_credential(const RowIdentity *row, const char *token,
+							  const char *secret_metadata, int32 *key_version);
+
+/*
+ * Opens them: returns the plaintext (the token, NUL-terminated), sets
+ * *secret_metadata to the metadata inside it and *len to its size; the caller
+ * wipes it (sodium_memzero) when done. XX001 on any failure.
+ */
+extern char *open_credential(const RowIdentity *row, int32 key_version, const bytea *sealed,
+							 size_t *len, char **secret_metadata);
+
+/* A random (version 4) UUID. */
+extern void new_uuid(pg_uuid_t *uuid);
 
 #endif

@@ -1,7 +1,7 @@
 /*
- * json.c: writes the credential object (SPEC §2 field order, RFC 3339 UTC
- * timestamps to the second) and splits metadata into its plain and secret
- * parts. JSON is parsed and printed by PostgreSQL's own jsonb code.
+ * json.c: writes the credential object (fields in the API's order, RFC 3339
+ * UTC timestamps to the second), and parses and prints jsonb with
+ * PostgreSQL's own code.
  */
 #include "json.h"
 
@@ -10,11 +10,6 @@
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
-
-static const char *const secret_names[] = {
-	"refresh_token", "client_secret", "id_token", "password", "private_key"
-};
-static const char *const secret_suffixes[] = {"_token", "_secret", "_password", "_key"};
 
 void
 append_uuid(StringInfo out, const pg_uuid_t *uuid)
@@ -120,60 +115,6 @@ append_credential_json(StringInfo out, const Credential *c)
 	appendStringInfoString(out, ", \"updated_at\": ");
 	append_timestamp(out, c->updated_at);
 	appendStringInfoChar(out, '}');
-}
-
-static bool
-ends_with(const char *s, int len, const char *suffix)
-{
-	int			n = strlen(suffix);
-
-	return len >= n && pg_strncasecmp(s + len - n, suffix, n) == 0;
-}
-
-/* Whether a top-level metadata key names a secret (SPEC §2). */
-bool
-is_secret_key(const char *key, int len)
-{
-	for (size_t i = 0; i < lengthof(secret_names); i++)
-		if (len == (int) strlen(secret_names[i]) && pg_strncasecmp(key, secret_names[i], len) == 0)
-			return true;
-	for (size_t i = 0; i < lengthof(secret_suffixes); i++)
-		if (ends_with(key, len, secret_suffixes[i]))
-			return true;
-	return false;
-}
-
-/* Splits a metadata object into its plain and secret top-level keys. */
-void
-split_metadata(Jsonb *metadata, Jsonb **plain, Jsonb **secret)
-{
-	JsonbParseState *ps = NULL;
-	JsonbParseState *ss = NULL;
-	JsonbIterator *it = JsonbIteratorInit(&metadata->root);
-	JsonbIteratorToken tok;
-	JsonbValue	k;
-	JsonbValue	v;
-	JsonbValue *p;
-	JsonbValue *s;
-
-	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
-	pushJsonbValue(&ss, WJB_BEGIN_OBJECT, NULL);
-	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
-	{
-		JsonbParseState **target;
-
-		if (tok != WJB_KEY)
-			continue;
-		tok = JsonbIteratorNext(&it, &v, true);
-		Assert(tok == WJB_VALUE);
-		target = is_secret_key(k.val.string.val, k.val.string.len) ? &ss : &ps;
-		pushJsonbValue(target, WJB_KEY, &k);
-		pushJsonbValue(target, WJB_VALUE, &v);
-	}
-	p = pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
-	s = pushJsonbValue(&ss, WJB_END_OBJECT, NULL);
-	*plain = JsonbValueToJsonb(p);
-	*secret = JsonbValueToJsonb(s);
 }
 
 char *

@@ -1,5 +1,5 @@
 /*
- * json.h: the credential object as JSON, and secret/plain metadata.
+ * json.h: the credential object as JSON; jsonb parsing and printing.
  */
 #ifndef SDR_JSON_H
 #define SDR_JSON_H
@@ -26,8 +26,6 @@ extern void append_uuid(StringInfo out, const pg_uuid_t *uuid);
 extern void append_timestamp(StringInfo out, TimestampTz t);
 extern void append_json_string(StringInfo out, const char *s, int len);
 
-extern bool is_secret_key(const char *key, int len);
-extern void split_metadata(Jsonb *metadata, Jsonb **plain, Jsonb **secret);
 extern char *jsonb_text(Jsonb *j);
 extern Jsonb *parse_jsonb(const char *s);
 extern Jsonb *try_parse_jsonb(const char *s);

@@ -22,7 +22,7 @@
 #include "common/jsonapi.h"
 #include "jwt.h"
 #include "mb/pg_wchar.h"
-#include "hexdigit.h"
+#include "hex.h"
 
 #if PG_VERSION_NUM >= 160000
 #define CALLBACK JsonParseErrorType
@@ -58,35 +58,6 @@ static const char *const field_names[F_COUNT] = {
 	[F_ALG] = "alg", [F_CRIT] = "crit", [F_EXP] = "exp", [F_NBF] = "nbf",
 	[F_AUD] = "aud", [F_ORG] = "org_id"
 };
-
-/* Strict 8-4-4-4-12 hex UUID syntax. */
-bool
-jwt_parse_uuid(const char *s, size_t len, unsigned char *out)
-{
-	int			n = 0;
-
-	if (len != 36)
-		return false;
-	for (size_t i = 0; i < len; i++)
-	{
-		int			hi;
-		int			lo;
-
-		if (i == 8 || i == 13 || i == 18 || i == 23)
-		{
-			if (s[i] != '-')
-				return false;
-			continue;
-		}
-		hi = hexval(s[i]);
-		lo = hexval(s[i + 1]);
-		if (hi < 0 || lo < 0)
-			return false;
-		out[n++] = (unsigned char) ((hi << 4) | lo);
-		i++;
-	}
-	return n == JWT_ORG_BYTES;
-}
 
 static CALLBACK
 on_object_start(void *state)
@@ -153,7 +124,7 @@ read_scalar(Claims *c, Field f, const char *token, JsonTokenType type)
 			break;
 		case F_ORG:
 			c->org_ok = (type == JSON_TOKEN_STRING &&
-						 jwt_parse_uuid(token, strlen(token), c->org));
+						 uuid_parse(token, strlen(token), c->org));
 			break;
 		default:
 			break;

@@ -18,6 +18,4 @@
 extern bool jwt_verify(const char *token, size_t len, const char *secret, size_t secret_len,
 					   const char *audience, double now, unsigned char *org);
 
-extern bool jwt_parse_uuid(const char *s, size_t len, unsigned char *out);
-
 #endif

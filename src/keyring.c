@@ -15,6 +15,7 @@
 
 #include "keyring.h"
 #include "executor/spi.h"
+#include "statements.h"
 #include "storage/ipc.h"
 #include "utils/builtins.h"
 
@@ -107,18 +108,78 @@ parse_keyring(char *buf, Keyring *r, int maxkeys)
 	return 0;
 }
 
+static void pg_attribute_noreturn()
+keyring_error(const char *fmt, const char *path)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CONFIG_FILE_ERROR), errmsg_internal(fmt, path), errhidestmt(true)));
+}
+
+/* Checks what stat says of the file before it is read. */
+static void
+keyring_check_file(const char *path, const struct stat *st)
+{
+	if (!S_ISREG(st->st_mode) || st->st_size > KEYRING_MAX_BYTES || strlen(path) >= MAXPGPATH)
+		keyring_error("keyring file \"%s\" is not a regular file of at most 1 MB", path);
+	if (st->st_mode & (S_IRWXG | S_IRWXO))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("keyring file \"%s\" is accessible by group or others", path),
+				 errhint("Make it readable by the server's user only (chmod 600)."),
+				 errhidestmt(true)));
+}
+
+/*
+ * Reads and parses the file into a new keyring in guarded memory; 0, or the
+ * first bad line, or -1 if it could not be read whole.
+ */
+static int
+keyring_read(const char *path, const struct stat *st, Keyring **out)
+{
+	int			fd = open(path, O_RDONLY | O_CLOEXEC);
+	int			maxkeys = st->st_size / 66 + 1;	/* a key line is at least 66 bytes */
+	size_t		size = offsetof(Keyring, keys) + maxkeys * sizeof(KeyEntry);
+	char	   *buf;
+	Keyring    *r;
+	ssize_t		got;
+	int			badline;
+
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("could not read keyring file \"%s\": %m", path), errhidestmt(true)));
+	buf = sodium_malloc(st->st_size + 1);
+	r = sodium_malloc(size);
+	if (buf == NULL || r == NULL)
+	{
+		close(fd);
+		if (buf)
+			sodium_free(buf);
+		if (r)
+			sodium_free(r);
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory for the keyring")));
+	}
+	got = read(fd, buf, st->st_size);
+	close(fd);
+	buf[got > 0 ? got : 0] = '\0';
+	memset(r, 0, size);
+	badline = (got != st->st_size) ? -1 : parse_keyring(buf, r, maxkeys);
+	sodium_free(buf);
+	if (badline == 0 && r->nkeys > 0)
+		*out = r;
+	else
+		sodium_free(r);
+	return badline;
+}
+
 /* Loads the keyring if it changed; errors (and forgets the old one) if unusable. */
 static void
 keyring_load(void)
 {
 	const char *path = sdr_keyring_file;
 	struct stat st;
-	int			fd;
-	char	   *buf;
-	Keyring    *r;
-	int			maxkeys;
+	Keyring    *r = NULL;
 	int			badline;
-	ssize_t		got;
 
 	if (path == NULL || path[0] == '\0')
 	{
@@ -139,60 +200,18 @@ keyring_load(void)
 	if (ring && strcmp(ring->path, path) == 0 && same_file(&ring->st, &st))
 		return;
 	keyring_release(0, 0);
-
-	if (!S_ISREG(st.st_mode) || st.st_size > KEYRING_MAX_BYTES || strlen(path) >= MAXPGPATH)
+	keyring_check_file(path, &st);
+	badline = keyring_read(path, &st, &r);
+	if (badline < 0)
+		keyring_error("could not read keyring file \"%s\"", path);
+	if (badline > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("keyring file \"%s\" is not a regular file of at most 1 MB", path),
+				 errmsg("keyring file \"%s\", line %d: expected \"<version> <64 hex digits>\" with a new positive version",
+						path, badline),
 				 errhidestmt(true)));
-	if (st.st_mode & (S_IRWXG | S_IRWXO))
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("keyring file \"%s\" is accessible by group or others", path),
-				 errhint("Make it readable by the server's user only (chmod 600)."),
-				 errhidestmt(true)));
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("could not read keyring file \"%s\": %m", path), errhidestmt(true)));
-	buf = sodium_malloc(st.st_size + 1);
-	maxkeys = st.st_size / 66 + 1;	/* a key line is at least 66 bytes */
-	r = sodium_malloc(offsetof(Keyring, keys) + maxkeys * sizeof(KeyEntry));
-	if (buf == NULL || r == NULL)
-	{
-		close(fd);
-		if (buf)
-			sodium_free(buf);
-		if (r)
-			sodium_free(r);
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory for the keyring")));
-	}
-	got = read(fd, buf, st.st_size);
-	close(fd);
-	buf[got > 0 ? got : 0] = '\0';
-
-	memset(r, 0, offsetof(Keyring, keys) + maxkeys * sizeof(KeyEntry));
-	badline = (got != st.st_size) ? -1 : parse_keyring(buf, r, maxkeys);
-	sodium_free(buf);
-	if (badline != 0 || r->nkeys == 0)
-	{
-		sodium_free(r);
-		if (badline < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_CONFIG_FILE_ERROR),
-					 errmsg("could not read keyring file \"%s\"", path), errhidestmt(true)));
-		if (badline > 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_CONFIG_FILE_ERROR),
-					 errmsg("keyring file \"%s\", line %d: expected \"<version> <64 hex digits>\" with a new positive version",
-							path, badline),
-					 errhidestmt(true)));
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("keyring file \"%s\" holds no keys", path), errhidestmt(true)));
-	}
+	if (r == NULL)
+		keyring_error("keyring file \"%s\" holds no keys", path);
 	strlcpy(r->path, path, MAXPGPATH);
 	r->st = st;
 	ring = r;
@@ -213,7 +232,6 @@ verify_key(KeyEntry *k)
 {
 	unsigned char fp[16];
 	static const char check[] = "sdr_creds key check";
-	Oid			types[2] = {INT4OID, BYTEAOID};
 	Datum		args[2];
 	bool		isnull;
 	bool		match;
@@ -221,14 +239,10 @@ verify_key(KeyEntry *k)
 	crypto_generichash(fp, sizeof(fp), (const unsigned char *) check, sizeof(check) - 1,
 					   k->key, KEY_BYTES);
 	args[0] = Int32GetDatum(k->version);
-	args[1] = PointerGetDatum(bytes_to_bytea(fp, sizeof(fp)));
+	args[1] = PointerGetDatum(cstring_to_text_with_len((const char *) fp, sizeof(fp)));
 	SPI_connect();
-	if (SPI_execute_with_args("INSERT INTO sdr_creds.key_versions (version, fingerprint)"
-							  " VALUES ($1, $2) ON CONFLICT (version) DO NOTHING",
-							  2, types, args, NULL, false, 0) < 0 ||
-		SPI_execute_with_args("SELECT fingerprint" EQ "$2 FROM sdr_creds.key_versions WHERE version" EQ "$1",
-							  2, types, args, NULL, false, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
+	stmt_run(S_KEY_VERSION_RECORD, args, NULL, false, 0);
+	if (stmt_run(S_KEY_VERSION_MATCHES, args, NULL, false, 1) != 1)
 		elog(ERROR, "sdr_creds: could not check the key fingerprint");
 	match = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();

@@ -252,32 +252,6 @@ owner_leave(const OwnerContext *ctx)
 	SetUserIdAndSecContext(ctx->user, ctx->sec_context);
 }
 
-/* A random (version 4) UUID. */
-void
-new_uuid(pg_uuid_t *uuid)
-{
-	randombytes_buf(uuid->data, UUID_LEN);
-	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x40;
-	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;
-}
-
-/* ^[a-z0-9][a-z0-9_.-]{0,63}$ */
-bool
-provider_is_valid(const char *p, size_t len)
-{
-	if (len < 1 || len > 64)
-		return false;
-	for (size_t i = 0; i < len; i++)
-	{
-		char		c = p[i];
-		bool		alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-
-		if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-')))
-			return false;
-	}
-	return true;
-}
-
 PG_FUNCTION_INFO_V1(sdr_creds_current_org_id);
 Datum
 sdr_creds_current_org_id(PG_FUNCTION_ARGS)

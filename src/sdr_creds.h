@@ -1,6 +1,7 @@
 /*
- * sdr_creds.h: declarations shared by the extension's C files: settings, the
- * org context, errors with PostgREST-style SQLSTATEs, and the row shape.
+ * sdr_creds.h: what every file of the extension shares: its settings, the org
+ * context, running a call as the extension's owner, and errors with
+ * PostgREST-style SQLSTATEs and the API's messages.
  */
 #ifndef SDR_CREDS_H
 #define SDR_CREDS_H
@@ -8,6 +9,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "messages.h"
 
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -36,9 +38,6 @@ extern char *sdr_jwt_audience;
 #define NE " OPERATOR(pg_catalog.<>) "
 #define GT " OPERATOR(pg_catalog.>) "
 
-#define MSG_UNAUTHORIZED "Invalid or missing authentication credentials"
-#define MSG_FORBIDDEN    "You do not have permission to access this resource"
-
 /*
  * The org context (sdr_creds.c): set by authentication for the role that
  * authenticated, undone by a subtransaction abort or a SECURITY DEFINER
@@ -56,23 +55,8 @@ typedef struct OwnerContext
 extern void owner_enter(FunctionCallInfo fcinfo, OwnerContext *ctx);
 extern void owner_leave(const OwnerContext *ctx);
 
-/* Authentication (auth.c) */
-extern void authenticate_credential(const char *credential, pg_uuid_t *org, Oid caller);
-extern void authenticate_headers(const char *x_api_key, const char *authorization,
-								 pg_uuid_t *org, Oid caller);
-extern void require_org(pg_uuid_t *org, Oid caller);
-
-/* API keys (api_keys.c) */
-extern void api_key_hash(const char *key, size_t len, unsigned char *hash);
-#define API_KEY_HASH_BYTES 32
-extern bytea *bytes_to_bytea(const unsigned char *b, size_t len);
-
 /* Keeping secrets out of logs and pg_stat_activity (redact.c) */
 extern void redact_init(void);
 extern void redact_activity(void);
-
-/* Helpers */
-extern void new_uuid(pg_uuid_t *uuid);
-extern bool provider_is_valid(const char *provider, size_t len);
 
 #endif

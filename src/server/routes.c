@@ -8,7 +8,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
-#include "../hexdigit.h"
+#include "../hex.h"
 
 #define LIST_DEFAULT_LIMIT	"100"	/* sdr_creds.list()'s defaults */
 #define LIST_DEFAULT_OFFSET	"0"

@@ -1,0 +1,155 @@
+/*
+ * statements.c: the extension's tables and indexes by name, with OIDs cached
+ * as pg_cron does (forgotten on a relcache invalidation of any of them), and
+ * every SQL statement the extension runs, prepared on first use and kept for
+ * the backend's life.
+ *
+ * Every statement names its schema, functions and operators (EQ, NE, GT), so
+ * no search_path can redirect it: the API functions run as their owner
+ * without pinning search_path (see owner_enter).
+ */
+#include "statements.h"
+
+#include "catalog/namespace.h"
+#include "crypto.h"
+#include "executor/spi.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+
+static const char *const rel_names[REL_COUNT] = {
+	[REL_CREDENTIALS] = "credentials",
+	[REL_CREDENTIALS_BY_PROVIDER] = "credentials_org_provider",
+	[REL_API_KEYS] = "api_keys",
+	[REL_API_KEYS_BY_HASH] = "api_keys_key_hash_key",
+};
+
+static Oid	rel_oids[REL_COUNT];
+
+static void
+forget_relids(Datum arg, Oid relid)
+{
+	for (int i = 0; i < REL_COUNT; i++)
+		if (relid == InvalidOid || rel_oids[i] == relid)
+			rel_oids[i] = InvalidOid;
+}
+
+Oid
+sdr_relid_known(SdrRelation rel)
+{
+	return rel_oids[rel];
+}
+
+Oid
+sdr_relid(SdrRelation rel)
+{
+	static bool watching = false;
+
+	if (!watching)
+	{
+		CacheRegisterRelcacheCallback(forget_relids, (Datum) 0);
+		watching = true;
+	}
+	if (!OidIsValid(rel_oids[rel]))
+	{
+		Oid			relid = get_relname_relid(rel_names[rel], get_namespace_oid(SDR_SCHEMA, false));
+
+		if (!OidIsValid(relid))
+			elog(ERROR, "sdr_creds: relation %s.%s is missing", SDR_SCHEMA, rel_names[rel]);
+		rel_oids[rel] = relid;
+	}
+	return rel_oids[rel];
+}
+
+int
+schema_seal_format(void)
+{
+	return get_attnum(sdr_relid(REL_CREDENTIALS), "seal_format") != InvalidAttrNumber
+		? SEAL_FORMAT_2 : SEAL_FORMAT_1;
+}
+
+/* The credentials table's columns in order; seal_format (from 1.1) comes last. */
+#define CRED_COLUMNS "id, org_id, provider, dsn, metadata, secrets, key_version, created_at, updated_at"
+#define STORE_ARGS 8, {UUIDOID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, BYTEAOID, INT4OID, TIMESTAMPTZOID}
+
+/*
+ * Each statement; "v1" is its form for a database still at sdr_creds 1.0
+ * (no seal_format column). Reads select "*", so a backend that began under
+ * 1.0 sees the column once the upgrade adds it.
+ */
+static const struct
+{
+	const char *sql;
+	const char *v1;				/* NULL: the same as sql */
+	int			nargs;
+	Oid			types[8];
+}			defs[S_COUNT] = {
+	[S_CRED_BY_ID] = {"SELECT * FROM sdr_creds.credentials WHERE id" EQ "$1", NULL, 1, {UUIDOID}},
+	[S_CRED_LIST] = {"SELECT * FROM sdr_creds.credentials WHERE org_id" EQ "$1"
+		" ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3", NULL, 3, {UUIDOID, INT4OID, INT4OID}},
+	[S_CRED_LOCK] = {"SELECT id, created_at FROM sdr_creds.credentials"
+		" WHERE org_id" EQ "$1 AND provider" EQ "$2 FOR UPDATE", NULL, 2, {UUIDOID, TEXTOID}},
+	/* S_CRED_UPDATE takes S_CRED_INSERT's parameters; org_id and provider stay as they are. */
+	[S_CRED_UPDATE] = {"UPDATE sdr_creds.credentials SET dsn = $4, metadata = $5, secrets = $6,"
+		" key_version = $7, updated_at = $8, seal_format = 2 WHERE id" EQ "$1",
+		"UPDATE sdr_creds.credentials SET dsn = $4, metadata = $5, secrets = $6,"
+		" key_version = $7, updated_at = $8 WHERE id" EQ "$1", STORE_ARGS},
+	[S_CRED_INSERT] = {"INSERT INTO sdr_creds.credentials (" CRED_COLUMNS ", seal_format)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 2) ON CONFLICT (org_id, provider) DO NOTHING",
+		"INSERT INTO sdr_creds.credentials (" CRED_COLUMNS ")"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (org_id, provider) DO NOTHING",
+	STORE_ARGS},
+	[S_CRED_DELETE] = {"DELETE FROM sdr_creds.credentials WHERE id" EQ "$1 AND org_id" EQ "$2", NULL,
+	2, {UUIDOID, UUIDOID}},
+	[S_ROTATE_BATCH] = {"SELECT * FROM sdr_creds.credentials WHERE key_version" NE "$1"
+		" OR seal_format" NE "2 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+		"SELECT * FROM sdr_creds.credentials WHERE key_version" NE "$1"
+		" ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED", 2, {INT4OID, INT4OID}},
+	[S_ROTATE_UPDATE] = {"UPDATE sdr_creds.credentials SET secrets = $2, key_version = $3,"
+		" seal_format = 2 WHERE id" EQ "$1",
+		"UPDATE sdr_creds.credentials SET secrets = $2, key_version = $3"
+		" WHERE id" EQ "$1", 3, {UUIDOID, BYTEAOID, INT4OID}},
+	[S_ROTATE_REMAINING] = {"SELECT pg_catalog.count(*) FROM sdr_creds.credentials"
+		" WHERE key_version" NE "$1 OR seal_format" NE "2",
+		"SELECT pg_catalog.count(*) FROM sdr_creds.credentials"
+		" WHERE key_version" NE "$1", 1, {INT4OID}},
+	[S_API_KEY_INSERT] = {"INSERT INTO sdr_creds.api_keys (id, org_id, name, prefix, key_hash, expires_at)"
+		" VALUES ($1, $2, $3, $4, $5, $6)", NULL,
+	6, {UUIDOID, UUIDOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID}},
+	[S_KEY_VERSION_RECORD] = {"INSERT INTO sdr_creds.key_versions (version, fingerprint)"
+		" VALUES ($1, $2) ON CONFLICT (version) DO NOTHING", NULL, 2, {INT4OID, BYTEAOID}},
+	[S_KEY_VERSION_MATCHES] = {"SELECT fingerprint" EQ "$2 FROM sdr_creds.key_versions"
+		" WHERE version" EQ "$1", NULL, 2, {INT4OID, BYTEAOID}},
+};
+
+static SPIPlanPtr plans[2][S_COUNT];	/* [v1 form?][statement] */
+
+uint64
+stmt_run_for(int seal_format, StatementId id, Datum *args, const char *nulls,
+			 bool read_only, long limit)
+{
+	bool		v1 = seal_format == SEAL_FORMAT_1 && defs[id].v1 != NULL;
+	SPIPlanPtr *plan = &plans[v1 ? 1 : 0][id];
+	int			rc;
+
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(v1 ? defs[id].v1 : defs[id].sql, defs[id].nargs,
+									(Oid *) defs[id].types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "sdr_creds: could not prepare statement %d: %s", id,
+				 SPI_result_code_string(SPI_result));
+		*plan = p;
+	}
+	rc = SPI_execute_plan(*plan, args, nulls, read_only, limit);
+	if (rc < 0)
+		elog(ERROR, "sdr_creds: statement %d failed: %s", id, SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+uint64
+stmt_run(StatementId id, Datum *args, const char *nulls, bool read_only, long limit)
+{
+	Assert(defs[id].v1 == NULL);
+	return stmt_run_for(SEAL_FORMAT_2, id, args, nulls, read_only, limit);
+}
