@@ -111,46 +111,59 @@ require_org(pg_uuid_t *org, Oid caller)
 	unauthorized();
 }
 
-PG_FUNCTION_INFO_V1(sdr_creds_authenticate);
-Datum
-sdr_creds_authenticate(PG_FUNCTION_ARGS)
+/* A text argument as a C string, or NULL. */
+static char *
+text_arg(FunctionCallInfo fcinfo, int n)
+{
+	return PG_ARGISNULL(n) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+typedef enum
+{
+	FROM_CREDENTIAL, FROM_HEADERS, FROM_REQUEST
+} AuthSource;
+
+/* The authenticate* SQL functions: the org id, with the caller's context set. */
+static Datum
+authenticate_call(FunctionCallInfo fcinfo, AuthSource source)
 {
 	pg_uuid_t  *org = palloc(sizeof(pg_uuid_t));
 	OwnerContext oc;
 
-	if (PG_ARGISNULL(0))
-		unauthorized();
 	owner_enter(fcinfo, &oc);
-	authenticate_credential(text_to_cstring(PG_GETARG_TEXT_PP(0)), org, oc.user);
+	if (source == FROM_CREDENTIAL)
+	{
+		char	   *credential = text_arg(fcinfo, 0);
+
+		if (credential == NULL)
+			unauthorized();
+		authenticate_credential(credential, org, oc.user);
+	}
+	else if (source == FROM_HEADERS)
+		authenticate_headers(text_arg(fcinfo, 0), text_arg(fcinfo, 1), org, oc.user);
+	else if (!authenticate_from_request(org, oc.user))
+		unauthorized();
 	owner_leave(&oc);
 	PG_RETURN_UUID_P(org);
+}
+
+PG_FUNCTION_INFO_V1(sdr_creds_authenticate);
+Datum
+sdr_creds_authenticate(PG_FUNCTION_ARGS)
+{
+	return authenticate_call(fcinfo, FROM_CREDENTIAL);
 }
 
 PG_FUNCTION_INFO_V1(sdr_creds_authenticate_headers);
 Datum
 sdr_creds_authenticate_headers(PG_FUNCTION_ARGS)
 {
-	pg_uuid_t  *org = palloc(sizeof(pg_uuid_t));
-	OwnerContext oc;
-
-	owner_enter(fcinfo, &oc);
-	authenticate_headers(PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0)),
-						 PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
-						 org, oc.user);
-	owner_leave(&oc);
-	PG_RETURN_UUID_P(org);
+	return authenticate_call(fcinfo, FROM_HEADERS);
 }
 
 PG_FUNCTION_INFO_V1(sdr_creds_authenticate_request);
 Datum
 sdr_creds_authenticate_request(PG_FUNCTION_ARGS)
 {
-	pg_uuid_t  *org = palloc(sizeof(pg_uuid_t));
-	OwnerContext oc;
-
-	owner_enter(fcinfo, &oc);
-	if (!authenticate_from_request(org, oc.user))
-		unauthorized();
-	owner_leave(&oc);
-	PG_RETURN_UUID_P(org);
+	return authenticate_call(fcinfo, FROM_REQUEST);
 }
