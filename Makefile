@@ -2,7 +2,7 @@
 #
 #   make demo    throwaway cluster + server + demo data (installs what is missing)
 #   make test    every test against a throwaway cluster; ends "N passed, N failed"
-#   make bench   SPEC §7 performance ratios (pgbench, wrk) on a throwaway cluster
+#   make bench   performance ratios (pgbench, wrk) against plaintext ceilings, on a throwaway cluster
 #   make fuzz    run each libFuzzer harness for FUZZ_SECONDS (default 60)
 #   make install build and install the extension into the server found by pg_config
 
@@ -29,7 +29,7 @@ EXTRA_CLEAN = $(SERVER) src/server/*.o results regression.diffs regression.out
 
 SERVER      = src/server/sdr_creds_server
 SERVER_SRCS = $(wildcard src/server/*.c)
-SERVER_CFLAGS = -O2 -g -Wall -Wextra -Werror -std=gnu11 -I$(shell pg_config --includedir 2>/dev/null)
+SERVER_CFLAGS = -O2 -g -Wall -Wextra -Werror -std=gnu11 -I$(shell $(PG_CONFIG) --includedir 2>/dev/null)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench: SPEC §7 measures as ratios in one run, on a throwaway cluster.
+# make bench: the performance targets, measured as ratios in one run, on a throwaway cluster.
 #   1. in-database get_by_provider (API-key auth + decryption), pgbench -M prepared -c 8,
 #      against a plaintext point select of the same row as JSON;
 #   2. HTTP get by provider with wrk -c 32, against (1), with its p99 latency;
