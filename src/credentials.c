@@ -22,6 +22,7 @@
 #include "json.h"
 #include "keyring.h"
 #include "metadata.h"
+#include "mb/pg_wchar.h"
 #include "statements.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -33,6 +34,7 @@
 #define ACCESS_TOKEN_MAX 16384
 #define DSN_MAX 2048
 #define METADATA_MAX 65536
+#define PROVIDER_ECHO_MAX 256
 
 /* The credentials table's columns, in order; seal_format exists from 1.1 on. */
 enum
@@ -56,6 +58,25 @@ provider_is_valid(const char *p, size_t len)
 			return false;
 	}
 	return true;
+}
+
+/*
+ * PT404 for a provider, quoted as given: no valid provider is over 64 bytes,
+ * so a longer one is cut (at a character boundary) to keep errors and logs
+ * small; text that is not valid in the database encoding is PT422.
+ */
+static void pg_attribute_noreturn()
+provider_not_found(text *provider)
+{
+	const char *p = VARDATA_ANY(provider);
+	int			len = VARSIZE_ANY_EXHDR(provider);
+	int			shown;
+
+	if (!pg_verifymbstr(p, len, true))
+		SDR_ERROR("422", "provider must be valid text in the database encoding");
+	shown = pg_mbcliplen(p, len, PROVIDER_ECHO_MAX);
+	SDR_ERROR("404", "Integration credentials for provider '%.*s%s' not found",
+			  shown, p, shown < len ? "..." : "");
 }
 
 /* A credentials row, from SPI or from an index scan; columns in ROW_COLUMNS order. */
@@ -405,8 +426,7 @@ sdr_creds_get_by_provider(PG_FUNCTION_ARGS)
 	initStringInfo(&out);
 	if (!provider_is_valid(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider)) ||
 		!append_by_provider(&out, &org, provider))
-		SDR_ERROR("404", "Integration credentials for provider '%s' not found",
-				  text_to_cstring(provider));
+		provider_not_found(provider);
 	owner_leave(&oc);
 	PG_RETURN_TEXT_P(json_result(&out));
 }

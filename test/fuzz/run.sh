@@ -2,8 +2,8 @@
 # Builds the libFuzzer harnesses (clang, ASan + UBSan) and either replays
 # their corpora once (make test) or fuzzes each for a bounded time (make fuzz).
 #
-#   test/fuzz/run.sh replay
-#   test/fuzz/run.sh fuzz SECONDS
+#   test/fuzz/run.sh replay [NAME...]
+#   test/fuzz/run.sh fuzz SECONDS [NAME...]   (NAME: only these harnesses)
 #
 # New inputs that add coverage are merged into test/fuzz/corpus/<name>; an
 # input that crashes is kept in test/fuzz/crashes/<name>/ and replayed by
@@ -15,7 +15,9 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 mode=${1:-replay}
-seconds=${2:-60}
+seconds=60
+shift $(( $# > 0 ))
+if [ "$mode" = fuzz ]; then seconds=${1:-60}; shift $(( $# > 0 )); fi
 build=build
 mkdir -p "$build"
 inc="-I$(pg_config --includedir-server) -I$(pg_config --includedir)"
@@ -26,14 +28,16 @@ declare -A sources=(
   [jwt]="../../src/jwt.c jwt_fuzz.c"
   [route]="route_fuzz.c ../../src/server/routes.c"
   [body]="body_fuzz.c"
+  [args]="args_fuzz.c"
 )
 declare -A asan=(
   [jwt]="detect_leaks=0"
   [route]="detect_leaks=1"
   [body]="detect_leaks=1"
+  [args]="detect_leaks=1"
 )
 
-# body_fuzz sends its inputs to store_json in a real database: use the
+# body_fuzz and args_fuzz send their inputs to a real database: use the
 # cluster of the caller (make test exports PGHOST...) or start one.
 cluster=
 if [ -z "${PGHOST:-}" ]; then
@@ -46,7 +50,9 @@ dropdb --if-exists sdr_fuzz >/dev/null 2>&1
 createdb sdr_fuzz && psql -X -q -d sdr_fuzz -c "CREATE EXTENSION sdr_creds CASCADE" >/dev/null 2>&1
 
 failed=0
-for name in "${!sources[@]}"; do
+names=("$@"); [ $# -gt 0 ] || names=("${!sources[@]}")
+for name in "${names[@]}"; do
+  [ -n "${sources[$name]:-}" ] || { echo "not ok - fuzz: no harness named $name"; failed=1; continue; }
   bin="$build/${name}_fuzz"
   # shellcheck disable=SC2086
   if ! clang $cflags -DFRONTEND $inc ${sources[$name]} $libs -o "$bin" 2>"$build/$name.build.log"; then
@@ -67,16 +73,18 @@ for name in "${!sources[@]}"; do
       echo "ok - fuzz: $name, ${seconds}s, ${runs:-0} executions, no crash"
     else
       echo "not ok - fuzz: $name crashed; input kept in test/fuzz/crashes/$name/"; failed=1
-      grep -E 'ERROR|SUMMARY' "$build/$name.log" | head -5 | sed 's/^/# /'
+      grep -E 'ERROR|SUMMARY|^[a-z]+_fuzz: ' "$build/$name.log" | head -5 | sed 's/^/# /'
     fi
   else
     inputs=$(find "corpus/$name" "crashes/$name" -type f | wc -l)
     if find "corpus/$name" "crashes/$name" -type f -print0 | xargs -0 -r "$bin" -runs=1 >"$build/$name.log" 2>&1; then
       echo "ok - fuzz: $name replays its $inputs corpus and regression inputs"
     else
-      echo "not ok - fuzz: $name replay"; grep -E 'ERROR|SUMMARY' "$build/$name.log" | head -5 | sed 's/^/# /'; failed=1
+      echo "not ok - fuzz: $name replay"; grep -E 'ERROR|SUMMARY|^[a-z]+_fuzz: ' "$build/$name.log" | head -5 | sed 's/^/# /'; failed=1
     fi
   fi
 done
 dropdb --if-exists sdr_fuzz >/dev/null 2>&1
+# args_fuzz's roles (roles belong to the cluster, not to the database)
+psql -X -q -c "DROP ROLE IF EXISTS sdr_fuzz_app, sdr_fuzz_readme" >/dev/null 2>&1
 exit $failed
