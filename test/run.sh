@@ -27,23 +27,39 @@ while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); d
 
 cleanup() { test/cluster.sh stop "$work/cluster"; rm -rf "$work"; }
 trap cleanup EXIT
-eval "$(test/cluster.sh start "$work/cluster" "$port")" || { echo "could not start the test cluster"; echo "0 passed, 1 failed"; exit 1; }
+# The port can be taken between the check above and the start: try the next ones.
+for _ in 1 2 3 4 5; do
+  env=$(test/cluster.sh start "$work/cluster" "$port" 2>"$work/cluster.err") && break
+  env=; test/cluster.sh stop "$work/cluster"; rm -rf "$work/cluster"; port=$((port + 1))
+done
+[ -n "$env" ] || { echo "not ok - could not start the test cluster" | tee -a "$results"; sed 's/^/# /' "$work/cluster.err"; exit 1; }
+eval "$env"
 export SDR_CLUSTER_DIR="$work/cluster" SDR_SERVER="$top/src/server/sdr_creds_server"
 
 record() { sed -u -E "s/^(ok|not ok) - /\1 - $tag/" | tee -a "$results"; }
 
-# 1. Regression tests (pg_regress): one result per sql/<test>.sql.
-echo "# regression tests (pg_regress)"
-make --no-print-directory installcheck > "$work/regress.out" 2>&1
-sed -nE 's/^(test| ) *([a-z_]+) +\.\.\. ok.*/ok - regress: \2/p; s/^(test| ) *([a-z_]+) +\.\.\. FAILED.*/not ok - regress: \2/p' \
-  "$work/regress.out" > "$work/regress.results"
-if [ -s "$work/regress.results" ]; then
-  record < "$work/regress.results"
-else
-  echo "not ok - regress: pg_regress did not run" | record
-  sed 's/^/# /' "$work/regress.out"
-fi
+# 1. Regression tests (pg_regress): one result per sql/<test>.sql; then the
+# isolation specs (pg_isolation_regress): one result per specs/<spec>.spec.
+# Run apart, so the specs run also when a regression test failed; a test that
+# crashed the server leaves it in crash recovery, so it is restarted first
+# (pg_ctl -w waits until it accepts connections).
+echo "# regression tests (pg_regress) and isolation specs (pg_isolation_regress)"
+make --no-print-directory installcheck ISOLATION= > "$work/regress.out" 2>&1
+pg_isready -q || test/cluster.sh restart "$work/cluster"
+make --no-print-directory installcheck REGRESS= > "$work/isolation.out" 2>&1
+for suite in regress:pg_regress isolation:pg_isolation_regress; do
+  name=${suite%:*}
+  sed -nE "s/^(test| ) *([a-z_]+) +\.\.\. ok.*/ok - $name: \2/p; s/^(test| ) *([a-z_]+) +\.\.\. FAILED.*/not ok - $name: \2/p" \
+    "$work/$name.out" > "$work/$name.results"
+  if [ -s "$work/$name.results" ]; then
+    record < "$work/$name.results"
+  else
+    echo "not ok - $name: ${suite#*:} did not run" | record
+    sed 's/^/# /' "$work/$name.out"
+  fi
+done
 [ -f regression.diffs ] && head -300 regression.diffs | sed 's/^/# /'
+[ -f output_iso/regression.diffs ] && head -300 output_iso/regression.diffs | sed 's/^/# /'
 
 # 2. Security tests (leaks, faults, attacks) against the same cluster.
 for t in test/security/*.sh; do
