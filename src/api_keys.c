@@ -35,6 +35,7 @@
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "json.h"
+#include "redact.h"
 #include "statements.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"

@@ -11,6 +11,7 @@
 #include "api_keys.h"
 #include "json.h"
 #include "jwt.h"
+#include "redact.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 

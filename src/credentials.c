@@ -22,6 +22,7 @@
 #include "json.h"
 #include "keyring.h"
 #include "metadata.h"
+#include "redact.h"
 #include "mb/pg_wchar.h"
 #include "statements.h"
 #include "utils/builtins.h"

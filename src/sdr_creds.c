@@ -10,6 +10,7 @@
 #include "catalog/pg_proc.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "redact.h"
 #include "nodes/pg_list.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"

@@ -55,8 +55,4 @@ typedef struct OwnerContext
 extern void owner_enter(FunctionCallInfo fcinfo, OwnerContext *ctx);
 extern void owner_leave(const OwnerContext *ctx);
 
-/* Keeping secrets out of logs and pg_stat_activity (redact.c) */
-extern void redact_init(void);
-extern void redact_activity(void);
-
 #endif
