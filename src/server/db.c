@@ -58,6 +58,7 @@ static struct
 	int			size;
 	double		next_connect;	/* no connection attempt before this */
 	double		backoff;		/* the next wait after a failure, ms */
+	double		connected_at;	/* when the last attempt succeeded */
 	bool		healthy;		/* last attempt succeeded (for logging) */
 	char	   *conninfo;
 }			pool = {
@@ -160,15 +161,34 @@ drop_conn(struct slot *s)
 		PQfinish(conn);
 }
 
+/* After a failed attempt: 100 ms, 200 ms, ... up to 2 s between attempts.
+ * Called under the pool mutex. */
+static void
+back_off(double t)
+{
+	if (t >= pool.next_connect)
+	{
+		pool.backoff = pool.backoff < BACKOFF_MIN_MS ? BACKOFF_MIN_MS : pool.backoff * 2;
+		if (pool.backoff > BACKOFF_MAX_MS)
+			pool.backoff = BACKOFF_MAX_MS;
+		pool.next_connect = t + pool.backoff;
+	}
+	if (pool.healthy)
+		log_msg(LOG_ERROR, "database unavailable; retrying with backoff up to %d ms",
+				BACKOFF_MAX_MS);
+	pool.healthy = false;
+}
+
 /* Reconnects a slot unless the pool is backing off; false if no connection. */
 static bool
 reconnect(struct slot *s)
 {
 	PGconn	   *conn;
-	double		t;
+	double		t,
+				started;
 
 	pthread_mutex_lock(&pool.mu);
-	t = now_ms();
+	started = t = now_ms();
 	if (t < pool.next_connect)
 	{
 		pthread_mutex_unlock(&pool.mu);
@@ -180,28 +200,18 @@ reconnect(struct slot *s)
 
 	pthread_mutex_lock(&pool.mu);
 	t = now_ms();
-	if (conn == NULL)
-	{
-		if (t >= pool.next_connect)
-		{
-			/* 100 ms, 200 ms, ... up to 2 s between attempts */
-			pool.backoff = pool.backoff < BACKOFF_MIN_MS ? BACKOFF_MIN_MS : pool.backoff * 2;
-			if (pool.backoff > BACKOFF_MAX_MS)
-				pool.backoff = BACKOFF_MAX_MS;
-			pool.next_connect = t + pool.backoff;
-		}
-		if (pool.healthy)
-			log_msg(LOG_ERROR, "database unavailable; retrying with backoff up to %d ms",
-					BACKOFF_MAX_MS);
-		pool.healthy = false;
-	}
-	else
+	/* an attempt that started before another one succeeded says nothing
+	 * about the database now */
+	if (conn == NULL && pool.connected_at < started)
+		back_off(t);
+	else if (conn != NULL)
 	{
 		if (!pool.healthy)
 			log_msg(LOG_INFO, "database connection restored");
 		pool.healthy = true;
 		pool.backoff = 0;
 		pool.next_connect = 0;
+		pool.connected_at = t;
 		s->conn = conn;
 		s->cancel = PQgetCancel(conn);
 		log_msg(LOG_DEBUG, "database connection %d opened", (int) (s - pool.slots));
@@ -303,11 +313,28 @@ collect(PGconn *conn, int nq, PGresult **res)
 	}
 }
 
+static void
+unavailable(struct db_reply *reply)
+{
+	reply->status = 503;
+	reply->retry = true;
+	reply->detail = UNAVAILABLE;
+}
+
 static bool
 connection_sqlstate(const char *state)
 {
 	return strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
 		strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0;
+}
+
+/* Failures a retry can cure: a cancelled statement (statement_timeout, or a
+ * stop that could not wait), a serialization failure, a deadlock. */
+static bool
+transient_sqlstate(const char *state)
+{
+	return strcmp(state, "57014") == 0 || strcmp(state, "40001") == 0 ||
+		strcmp(state, "40P01") == 0;
 }
 
 /* Turns an error result into the reply; sets *broken for connection loss. */
@@ -323,20 +350,15 @@ map_error(PGconn *conn, PGresult *res, const char *what, struct db_reply *reply,
 		{
 			log_msg(LOG_ERROR, "%s: database connection lost (SQLSTATE %s)", what, state ?: "none");
 			*broken = true;
-			reply->status = 503;
-			reply->retry = true;
-			reply->detail = UNAVAILABLE;
+			unavailable(reply);
 			return;
 		}
 		log_msg(LOG_ERROR, "%s failed: client-side error", what);
 	}
-	else if (strcmp(state, "57014") == 0)
+	else if (transient_sqlstate(state))
 	{
-		/* cancelled: statement_timeout, or a stop that could not wait */
-		log_msg(LOG_ERROR, "%s: statement cancelled (SQLSTATE 57014)", what);
-		reply->status = 503;
-		reply->retry = true;
-		reply->detail = UNAVAILABLE;
+		log_msg(LOG_ERROR, "%s failed: SQLSTATE %s; answered 503, retry", what, state);
+		unavailable(reply);
 		return;
 	}
 	else if (state[0] == 'P' && state[1] == 'T' &&
@@ -356,14 +378,6 @@ map_error(PGconn *conn, PGresult *res, const char *what, struct db_reply *reply,
 		log_msg(LOG_ERROR, "%s failed: SQLSTATE %s", what, state);
 	reply->status = 500;
 	reply->detail = INTERNAL;
-}
-
-static void
-unavailable(struct db_reply *reply)
-{
-	reply->status = 503;
-	reply->retry = true;
-	reply->detail = UNAVAILABLE;
 }
 
 void

@@ -7,10 +7,17 @@
  * round trip, on a connection no other worker is using. A request's body is
  * collected (up to max_body), then the request is routed (routes.c) and goes
  * to the database in one round trip (db.c). Headers, bodies, query strings
- * and raw paths are never logged. */
+ * and raw paths are never logged.
+ *
+ * Slow clients: each client address may hold at most max_per_addr of the
+ * CONNECTION_LIMIT connections, and every request must be in within the
+ * request deadline (deadline.c) of its connection's start or of the previous
+ * response. A client that stops reading its response is cut off by
+ * libmicrohttpd after CONNECTION_TIMEOUT seconds without progress. */
 #define _GNU_SOURCE				/* accept4 */
 #include "http.h"
 #include "db.h"
+#include "deadline.h"
 #include "routes.h"
 #include "util.h"
 
@@ -57,6 +64,16 @@ static atomic_int in_flight;
 static atomic_bool draining;
 static atomic_bool started;
 
+/* The deadline watch of a request's connection (NULL if not watched). */
+static struct watch *
+conn_watch(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *info =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return info ? info->socket_context : NULL;
+}
+
 /* Adds the common headers, queues the response and records the status. */
 static enum MHD_Result
 queue(struct MHD_Connection *c, struct request *r, int status,
@@ -66,6 +83,7 @@ queue(struct MHD_Connection *c, struct request *r, int status,
 
 	if (resp == NULL)
 		return MHD_NO;
+	deadline_pause(conn_watch(c));	/* a response is not cut off */
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	if (status == 401)
@@ -299,7 +317,8 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 		return r->received / 16 > cfg.max_body ? MHD_NO : MHD_YES;
 	}
 
-	/* the whole request is in */
+	/* the whole request is in: its answer may take as long as the database */
+	deadline_pause(conn_watch(c));
 	if (r->too_large)
 		return respond_detail(c, r, 413, "Request body too large", NULL, false);
 	routes_match(method, url, query_arg(c, "limit"), query_arg(c, "offset"), &r->m);
@@ -321,7 +340,7 @@ on_completed(void *cls, struct MHD_Connection *c, void **ctx,
 	char		status[8] = "-";
 
 	(void) cls;
-	(void) c;
+	deadline_restart(conn_watch(c));	/* for the next request on the connection */
 	if (r == NULL)
 		return;
 	if (r->status)
@@ -333,6 +352,24 @@ on_completed(void *cls, struct MHD_Connection *c, void **ctx,
 	free(r);
 	*ctx = NULL;
 	atomic_fetch_sub(&in_flight, 1);
+}
+
+/* Starts and ends the deadline watch of each connection. */
+static void
+on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	const union MHD_ConnectionInfo *info;
+
+	(void) cls;
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+	{
+		deadline_close(*socket_context);
+		*socket_context = NULL;
+		return;
+	}
+	info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	*socket_context = info ? deadline_open(info->connect_fd) : NULL;
 }
 
 static size_t
@@ -439,6 +476,30 @@ open_listener(void)
 	return ntohs(addr.ss_family == AF_INET ? in4->sin_port : in6->sin6_port);
 }
 
+/* Starts libmicrohttpd's workers, which take connections from acceptor(). */
+static struct MHD_Daemon *
+start_daemon(void)
+{
+	/* the memory per connection holds the header block, libmicrohttpd's
+	 * bookkeeping and the reply headers, and is zeroed for every request, so
+	 * it is kept small: a header block over max_header gets our JSON 431, one
+	 * too big for this memory gets libmicrohttpd's own 431 */
+	return MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_NO_LISTEN_SOCKET |
+							MHD_USE_ITC | MHD_USE_ERROR_LOG,
+							0, NULL, NULL, on_request, NULL,
+							MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+							MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) cfg.threads,
+							MHD_OPTION_THREAD_STACK_SIZE, (size_t) THREAD_STACK_SIZE,
+							MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg.max_header + 8 * 1024,
+							MHD_OPTION_CONNECTION_LIMIT, (unsigned int) CONNECTION_LIMIT,
+							MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) cfg.max_per_addr,
+							MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) CONNECTION_TIMEOUT,
+							MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+							MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+							MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+							MHD_OPTION_END);
+}
+
 int
 http_start(const struct http_config *config)
 {
@@ -447,28 +508,10 @@ http_start(const struct http_config *config)
 	cfg = *config;
 	if ((port = open_listener()) < 0)
 		return -1;
-
-	/* the memory per connection holds the header block, libmicrohttpd's
-	 * bookkeeping and the reply headers, and is zeroed for every request, so
-	 * it is kept small: a header block over max_header gets our JSON 431, one
-	 * too big for this memory gets libmicrohttpd's own 431 */
-	daemon_ = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_NO_LISTEN_SOCKET |
-							   MHD_USE_ITC | MHD_USE_ERROR_LOG,
-							   0, NULL, NULL, on_request, NULL,
-							   MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-							   MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) cfg.threads,
-							   MHD_OPTION_THREAD_STACK_SIZE, (size_t) THREAD_STACK_SIZE,
-							   MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg.max_header + 8 * 1024,
-							   MHD_OPTION_CONNECTION_LIMIT, (unsigned int) CONNECTION_LIMIT,
-							   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) CONNECTION_TIMEOUT,
-							   MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-							   MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
-							   MHD_OPTION_END);
-	if (daemon_ == NULL)
+	if (deadline_start(cfg.request_deadline) != 0 || (daemon_ = start_daemon()) == NULL)
 	{
 		log_msg(LOG_ERROR, "cannot start the HTTP workers");
-		close(listen_fd);
-		listen_fd = -1;
+		http_stop();
 		return -1;
 	}
 	atomic_store(&started, true);
@@ -511,4 +554,5 @@ http_stop(void)
 	if (daemon_)
 		MHD_stop_daemon(daemon_);
 	daemon_ = NULL;
+	deadline_stop();
 }

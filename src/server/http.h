@@ -12,6 +12,8 @@ struct http_config
 	size_t		max_body;		/* larger bodies get 413 */
 	size_t		max_header;		/* larger header blocks get 431 */
 	int			threads;		/* worker threads (one per database connection) */
+	int			max_per_addr;	/* connections per client address, 0: no limit */
+	int			request_deadline;	/* seconds to send a whole request */
 };
 
 /* Starts listening; returns the bound port, or -1 (logged). */
@@ -24,7 +26,7 @@ void		http_stop_accepting(void);
 /* Requests received and not yet completed. */
 int			http_in_flight(void);
 
-/* Stops accepting, then closes every connection. */
+/* Stops accepting, then closes every connection (also after a failed start). */
 void		http_stop(void);
 
 #endif

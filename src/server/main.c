@@ -37,6 +37,15 @@ static const char usage[] =
 "                       env SDR_CREDS_MAX_BODY\n"
 "  --max-header BYTES   larger header blocks get 431 (default 16384)\n"
 "                       env SDR_CREDS_MAX_HEADER\n"
+"  --max-per-addr N     connections one client address may hold at once, of the\n"
+"                       512 the server takes; more are closed at once\n"
+"                       (default 64, 0 = no limit)  env SDR_CREDS_MAX_PER_ADDR\n"
+"  --request-deadline SECS\n"
+"                       time a client has to send a whole request, head and\n"
+"                       body, counted from connecting or from the previous\n"
+"                       response on a kept-alive connection; then the\n"
+"                       connection is closed (default 10)\n"
+"                       env SDR_CREDS_REQUEST_DEADLINE\n"
 "  --help               show this help\n"
 "\n"
 "Logs go to stderr. SIGTERM or SIGINT stops accepting connections, lets requests\n"
@@ -124,6 +133,8 @@ main(int argc, char **argv)
 		{"log-level", required_argument, NULL, 'v'},
 		{"max-body", required_argument, NULL, 'b'},
 		{"max-header", required_argument, NULL, 'H'},
+		{"max-per-addr", required_argument, NULL, 'a'},
+		{"request-deadline", required_argument, NULL, 't'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
@@ -134,11 +145,15 @@ main(int argc, char **argv)
 	const char *level = env_or("SDR_CREDS_LOG_LEVEL", "info");
 	const char *max_body = env_or("SDR_CREDS_MAX_BODY", "65536");
 	const char *max_header = env_or("SDR_CREDS_MAX_HEADER", "16384");
+	const char *max_per_addr = env_or("SDR_CREDS_MAX_PER_ADDR", "64");
+	const char *request_deadline = env_or("SDR_CREDS_REQUEST_DEADLINE", "10");
 	struct http_config config;
 	long		port_num,
 				pool_size,
 				body_limit,
-				header_limit;
+				header_limit,
+				per_addr,
+				deadline;
 	int			opt,
 				sig,
 				bound;
@@ -155,6 +170,8 @@ main(int argc, char **argv)
 			case 'v': level = optarg; break;
 			case 'b': max_body = optarg; break;
 			case 'H': max_header = optarg; break;
+			case 'a': max_per_addr = optarg; break;
+			case 't': request_deadline = optarg; break;
 			case 'h':
 				fputs(usage, stdout);
 				return 0;
@@ -173,13 +190,18 @@ main(int argc, char **argv)
 	pool_size = pool ? parse_num("--pool", pool, 1, 1000) : default_pool();
 	body_limit = parse_num("--max-body", max_body, 1, 64L << 20);
 	header_limit = parse_num("--max-header", max_header, 1024, 1L << 20);
-	if (log_level < 0 || port_num < 0 || pool_size < 0 || body_limit < 0 || header_limit < 0)
+	per_addr = parse_num("--max-per-addr", max_per_addr, 0, 65535);
+	deadline = parse_num("--request-deadline", request_deadline, 1, 3600);
+	if (log_level < 0 || port_num < 0 || pool_size < 0 || body_limit < 0 || header_limit < 0 ||
+		per_addr < 0 || deadline < 0)
 		return 2;
 	config.listen = listen_addr;
 	config.port = (int) port_num;
 	config.max_body = (size_t) body_limit;
 	config.max_header = (size_t) header_limit;
 	config.threads = (int) pool_size;	/* one connection per worker: no waiting */
+	config.max_per_addr = (int) per_addr;
+	config.request_deadline = (int) deadline;
 
 	/* signals are taken by sigwait() below; every thread started from here
 	 * on inherits the mask */

@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -77,6 +78,58 @@ def psql(sql, db=None, check_rc=True, timeout=60):
     if check_rc and p.returncode != 0:
         raise AssertionError("psql failed: " + p.stderr.strip()[:500])
     return p.stdout.strip()
+
+
+def pg_ctl(*args):
+    """Runs pg_ctl on the test cluster (as its owner), e.g. pg_ctl("-m", "fast", "stop")."""
+    bindir = os.environ.get("SDR_PG_ROOT", "") + subprocess.run(
+        ["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
+    d = os.environ["SDR_CLUSTER_DIR"]
+    cmd = ["env", *shlex.split(os.environ.get("SDR_PG_ENV", "")), os.path.join(bindir, "pg_ctl"),
+           "-D", os.path.join(d, "data"), "-l", os.path.join(d, "postgres.log"), "-w", "-t", "60", *args]
+    if os.getuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--"] + cmd
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    assert p.returncode == 0, "pg_ctl %s failed: %s" % (args[0], (p.stdout + p.stderr)[-500:])
+
+
+class TableLock:
+    """ACCESS EXCLUSIVE on a table, held by a psql session until release():
+    requests that touch the table wait in the database meanwhile."""
+
+    def __init__(self, table="sdr_creds.credentials", db=None):
+        self.db = db or os.environ["SDR_HTTP_DB"]
+        self.proc = subprocess.Popen(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.db],
+                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, text=True)
+        self.proc.stdin.write("BEGIN;\nLOCK TABLE %s IN ACCESS EXCLUSIVE MODE;\n" % table)
+        self.proc.stdin.flush()
+        granted = wait_until(lambda: psql(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "WHERE c.relname = %s AND l.mode = 'AccessExclusiveLock' AND l.granted"
+            % sql_literal(table.split(".")[-1]), db=self.db) == "1", 10)
+        if not granted:
+            self.release()
+            raise AssertionError("lock on %s not taken" % table)
+
+    def waiters(self):
+        """Server connections waiting for a lock in this database."""
+        return int(psql("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                        "AND application_name = 'sdr_creds_server' AND wait_event_type = 'Lock'"
+                        % sql_literal(self.db), db=self.db))
+
+    def release(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("COMMIT;\n")
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
 
 
 def sql_literal(s):

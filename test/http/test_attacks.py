@@ -14,7 +14,6 @@ import json
 import os
 import random
 import re
-import shlex
 import shutil
 import signal
 import socket
@@ -25,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Server, b64url, diag, eq, finish, jwt, parse_raw, psql,  # noqa: E402
+from harness import (Server, b64url, diag, eq, finish, jwt, parse_raw, pg_ctl, psql,  # noqa: E402
                      raw, request, secret, sql_literal, wait_until)
 import harness  # noqa: E402
 import test_http as T  # noqa: E402
@@ -80,6 +79,7 @@ def t_slow_client():
     n_slow, trickle = 8, 4  # 8 connections, each sends 4 bytes, one per second
     socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n_slow)]
     stop = threading.Event()
+    trickling = threading.Event()
     errors = []
 
     def slow_sender():
@@ -87,6 +87,7 @@ def t_slow_client():
             for i in range(trickle):
                 for s in socks:
                     s.sendall(head[i:i + 1])
+                trickling.set()
                 if stop.wait(1.0):
                     return
         except OSError as e:
@@ -95,7 +96,7 @@ def t_slow_client():
     th = threading.Thread(target=slow_sender, daemon=True)
     th.start()
     try:
-        time.sleep(0.5)  # the slow clients have started
+        assert trickling.wait(10), "the slow clients did not start"
 
         def one(_):
             t = time.time()
@@ -142,6 +143,222 @@ def t_slow_client():
         for s in socks:
             s.close()
     healthy()
+
+
+# --- 1b. slow connections from one address, request deadline ------------------
+
+PER_ADDR = 64  # the server's default --max-per-addr
+
+
+def closed(s):
+    """True if the server has closed s (EOF or reset); s must be non-blocking."""
+    try:
+        return s.recv(4096) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def t_slow_flood_per_address():
+    """600 connections from 127.0.0.1 dribbling request heads: only PER_ADDR are
+    kept (more would take the server's 512 connections), and a client on
+    127.0.0.2 keeps getting its answers, each within 100 ms."""
+    srv = Server(os.environ["SDR_SERVER"], ctx["conninfo"], os.path.join(T.WORK, "sdr_attacks_flood.log"))
+    n = 600
+    socks = []
+    stop = threading.Event()
+
+    def timed(_):
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5, source_address=("127.0.0.2", 0))
+        t0 = time.time()
+        try:
+            r = request(srv.port, "GET", GET_SF, headers=key("a"), conn=conn)
+        finally:
+            conn.close()
+        return time.time() - t0, r
+
+    try:
+        # warm up: concurrent requests reach every worker and its database
+        # session (a session's first call loads the extension and its plans)
+        with ThreadPoolExecutor(16) as ex:
+            warm = list(ex.map(timed, range(32)))
+        eq(sorted(set(r.status for _, r in warm)), [200], "warm-up statuses")
+        for i in range(n):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            try:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow-%d: " % i)
+            except OSError:
+                pass  # closed at once: over the limit
+            s.setblocking(False)
+            socks.append(s)
+        # the acceptor closes each connection over the limit as it takes it
+        gone = set()
+
+        def settled():
+            gone.update(i for i, s in enumerate(socks) if i not in gone and closed(s))
+            return len(gone) >= n - PER_ADDR
+        wait_until(settled, 15)
+        eq(n - len(gone), PER_ADDR, "slow connections the server kept from 127.0.0.1")
+        kept = [s for i, s in enumerate(socks) if i not in gone]
+        rounds = [0]
+
+        def dribble():
+            while not stop.wait(0.1):
+                rounds[0] += 1
+                for s in kept:
+                    try:
+                        s.send(b"a")
+                    except OSError:
+                        pass
+        th = threading.Thread(target=dribble, daemon=True)
+        th.start()
+        times, bad = [], []
+        for _ in range(50):
+            took, r = timed(None)
+            times.append(took)
+            if r.status != 200 or r.json()["id"] != ctx["base"]["id"]:
+                bad.append("%d %s" % (r.status, r.body[:100]))
+            time.sleep(0.02)  # spread over a second of dribbling
+        stop.set()
+        th.join(5)
+        assert not bad, "answers to 127.0.0.2: %r" % bad[:5]
+        diag("%d slow connections from 127.0.0.1 (%d kept, %d bytes dribbled to each); 50 requests from"
+             " 127.0.0.2: slowest %s ms" % (n, len(kept), rounds[0],
+                                           ", ".join("%.1f" % (t * 1000) for t in sorted(times)[-3:][::-1])))
+        assert rounds[0] >= 3, "the slow connections hardly dribbled (%d rounds)" % rounds[0]
+        assert max(times) < 0.1, "a request from 127.0.0.2 took %.0f ms" % (max(times) * 1000)
+        still = sum(1 for s in kept if not closed(s))
+        eq(still, PER_ADDR, "slow connections still open (default deadline 10 s)")
+    finally:
+        stop.set()
+        for s in socks:
+            s.close()
+        eq(srv.stop(), 0, "exit status")
+
+
+def dribbled_until_closed(port, first, drip, limit):
+    """Sends first, then one byte of drip every 0.25 s, until the server closes
+    the connection; returns (seconds from connecting, bytes received), or
+    (None, ...) if still open after limit seconds."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    t0 = time.time()
+    got = b""
+    try:
+        s.sendall(first)
+        s.setblocking(False)
+        i = 0
+        while time.time() - t0 < limit:
+            try:
+                chunk = s.recv(4096)
+                if not chunk:
+                    return time.time() - t0, got
+                got += chunk
+            except BlockingIOError:
+                pass
+            except OSError:
+                return time.time() - t0, got
+            try:
+                s.send(drip[i % len(drip):i % len(drip) + 1])
+            except OSError:
+                return time.time() - t0, got
+            i += 1
+            time.sleep(0.25)
+        return None, got
+    finally:
+        s.close()
+
+
+def t_request_deadline():
+    """With --request-deadline 2: a head or a body dribbled a byte at a time is
+    cut off after 2 s; kept-alive requests each get 2 s; a request that waits
+    in the database longer than that is still answered."""
+    log = os.path.join(T.WORK, "sdr_attacks_deadline.log")
+    open(log, "w").close()
+    srv = Server(os.environ["SDR_SERVER"], ctx["conninfo"], log, args=("--request-deadline", "2"))
+    k = ctx["key_a"].encode()
+    try:
+        with ThreadPoolExecutor(2) as ex:
+            head = ex.submit(dribbled_until_closed, srv.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\n",
+                             b"X-Slow: aaaa\r\n", 8)
+            body = ex.submit(dribbled_until_closed, srv.port,
+                             b"POST /integration-credentials/ HTTP/1.1\r\nHost: t\r\nX-API-Key: " + k
+                             + b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+                             b" ", 8)
+            (t_head, got_head), (t_body, got_body) = head.result(), body.result()
+        diag("dribbled head closed after %s s, dribbled body after %s s" % (t_head, t_body))
+        assert t_head is not None and 1.9 <= t_head <= 4, "dribbled head: closed after %r s" % t_head
+        assert t_body is not None and 1.9 <= t_body <= 4, "dribbled body: closed after %r s" % t_body
+        eq((got_head, got_body), (b"", b""), "nothing answered to the dribblers")
+        # kept alive: each request has 2 s from the previous response
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        statuses = []
+        try:
+            for i in range(3):
+                if i:
+                    time.sleep(1.2)  # 2.4 s in all: over the deadline counted from connecting
+                statuses.append(request(srv.port, "GET", "/healthz", conn=conn).status)
+        finally:
+            conn.close()
+        eq(statuses, [200, 200, 200], "kept-alive requests 1.2 s apart")
+        # a request that waits in the database longer than the deadline is answered
+        lock = harness.TableLock()
+        result = {}
+        th = threading.Thread(target=lambda: result.update(r=request(srv.port, "GET", GET_SF, headers=key("a"),
+                                                                     timeout=30)), daemon=True)
+        th.start()
+        try:
+            assert wait_until(lambda: lock.waiters() == 1, 10), "the request is not waiting in the database"
+            time.sleep(2.5)  # the time under test: longer than the deadline
+            assert "r" not in result, "answered while the table was locked"
+        finally:
+            lock.release()
+        th.join(20)
+        assert "r" in result, "no answer after the lock was released"
+        expect(result["r"], 200)
+    finally:
+        code = srv.stop()
+    eq(code, 0, "exit status")
+    # the log is complete once the server has stopped
+    lines = [ln for ln in srv.read_log().splitlines() if "POST /integration-credentials/" in ln]
+    eq(len(lines), 1, "access lines of the dribbled POST")
+    assert lines[0].endswith("(connection closed early)"), lines[0]
+
+
+# --- 1c. serialization failures and deadlocks ----------------------------------
+
+TRANSIENT_TRIGGER = """
+CREATE FUNCTION public.sdr_test_transient() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.provider = 'attack-serialization' THEN
+    RAISE EXCEPTION 'test serialization failure' USING ERRCODE = '40001';
+  ELSIF NEW.provider = 'attack-deadlock' THEN
+    RAISE EXCEPTION 'test deadlock' USING ERRCODE = '40P01';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER sdr_test_transient BEFORE INSERT OR UPDATE ON sdr_creds.credentials
+  FOR EACH ROW EXECUTE FUNCTION public.sdr_test_transient();
+"""
+
+
+def t_transient_sqlstates():
+    """A serialization failure (40001) or deadlock (40P01) is answered 503 with
+    Retry-After, not 500; the pooled connection stays usable."""
+    psql(TRANSIENT_TRIGGER)
+    try:
+        for provider in ("attack-serialization", "attack-deadlock"):
+            for _ in range(3):  # every pooled connection may serve one
+                r = T.store("a", provider, "tok-made-up-transient")
+                expect(r, 503, "Service unavailable")
+                eq(r.header("retry-after"), "1", "Retry-After (%s)" % provider)
+                eq(r.json(), {"detail": "Service unavailable"}, "body")
+        expect(T.store("a", "attack-after-transient", "tok-made-up-after"), 201)
+    finally:
+        psql("DROP TRIGGER IF EXISTS sdr_test_transient ON sdr_creds.credentials; "
+             "DROP FUNCTION IF EXISTS public.sdr_test_transient()")
+    # without the trigger the same request is stored: the 503 came from it
+    expect(T.store("a", "attack-serialization", "tok-made-up-transient"), 201)
 
 
 # --- 2. pipelining -------------------------------------------------------------
@@ -536,18 +753,6 @@ end
 """
 
 
-def pg_ctl(*args):
-    bindir = os.environ.get("SDR_PG_ROOT", "") + subprocess.run(
-        ["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
-    d = os.environ["SDR_CLUSTER_DIR"]
-    cmd = ["env", *shlex.split(os.environ.get("SDR_PG_ENV", "")), os.path.join(bindir, "pg_ctl"),
-           "-D", os.path.join(d, "data"), "-l", os.path.join(d, "postgres.log"), "-w", "-t", "60", *args]
-    if os.getuid() == 0:
-        cmd = ["runuser", "-u", "postgres", "--"] + cmd
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
-    assert p.returncode == 0, "pg_ctl %s failed: %s" % (args[0], (p.stdout + p.stderr)[-500:])
-
-
 def t_db_outage_under_load():
     port = ctx["port"]
     pid = ctx["server"].proc.pid
@@ -661,9 +866,10 @@ def t_db_outage_under_load():
 
 def t_log_no_secrets():
     T.check_log_has_no_secrets(ctx["log"])
-    kill_log = os.path.join(T.WORK, "sdr_attacks_kill.log")
-    if os.path.exists(kill_log):
-        T.check_log_has_no_secrets(kill_log)
+    for name in ("sdr_attacks_kill.log", "sdr_attacks_flood.log", "sdr_attacks_deadline.log"):
+        path = os.path.join(T.WORK, name)
+        if os.path.exists(path):
+            T.check_log_has_no_secrets(path)
 
 
 def t_final_stop():
@@ -683,6 +889,10 @@ def main():
         return 1
     tests = [
         ("http attacks: slow clients do not delay other requests", t_slow_client),
+        ("http attacks: 600 slow connections from one address: it keeps 64, another address is answered"
+         " within 100 ms", t_slow_flood_per_address),
+        ("http attacks: a dribbled request head or body is cut off at the request deadline", t_request_deadline),
+        ("http attacks: serialization failure and deadlock get 503 + Retry-After", t_transient_sqlstates),
         ("http attacks: pipelined requests answered in order", t_pipelining),
         ("http attacks: 3000 headers get 400/431, server stays up", t_header_flood),
         ("http attacks: hostile JSON bodies get 200/201/413/422, never 500", t_json_bodies),
