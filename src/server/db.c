@@ -8,7 +8,8 @@
  * results back. A connection that fails is closed; the next request that
  * needs it reconnects, no sooner than the pool's backoff allows. */
 #include "db.h"
-#include "util.h"
+#include "../messages.h"
+#include "log.h"
 
 #include <poll.h>
 #include <pthread.h>
@@ -18,8 +19,6 @@
 #define BACKOFF_MIN_MS		100
 #define BACKOFF_MAX_MS		2000
 
-static const char *const UNAVAILABLE = "Service unavailable";
-static const char *const INTERNAL = "Internal server error";
 
 /* Prepared once per connection. Every request runs the auth statement,
  * then (usually) one of the route statements. */
@@ -318,7 +317,14 @@ unavailable(struct db_reply *reply)
 {
 	reply->status = 503;
 	reply->retry = true;
-	reply->detail = UNAVAILABLE;
+	reply->detail = MSG_UNAVAILABLE;
+}
+
+static void
+internal_error(struct db_reply *reply)
+{
+	reply->status = 500;
+	reply->detail = MSG_INTERNAL;
 }
 
 static bool
@@ -376,8 +382,25 @@ map_error(PGconn *conn, PGresult *res, const char *what, struct db_reply *reply,
 	}
 	else
 		log_msg(LOG_ERROR, "%s failed: SQLSTATE %s", what, state);
-	reply->status = 500;
-	reply->detail = INTERNAL;
+	internal_error(reply);
+}
+
+/* A statement's result as the reply: its JSON value (store: 201 when it created the row). */
+static void
+reply_with_value(enum stmt_id stmt, PGresult *res, struct db_reply *reply)
+{
+	int			col = stmt == STMT_STORE ? 1 : 0;
+
+	if (PQntuples(res) != 1 || PQnfields(res) <= col || PQgetisnull(res, 0, col))
+	{
+		log_msg(LOG_ERROR, "%s returned no value", stmts[stmt].name);
+		internal_error(reply);
+		return;
+	}
+	reply->status = stmt == STMT_STORE && PQgetvalue(res, 0, 0)[0] == 't' ? 201 : 200;
+	reply->body = PQgetvalue(res, 0, col);
+	reply->body_len = (size_t) PQgetlength(res, 0, col);
+	reply->res = res;
 }
 
 void
@@ -421,23 +444,7 @@ db_call(enum stmt_id stmt, int nparams, const char *const *params,
 		else if (PQresultStatus(res[1]) != PGRES_TUPLES_OK)
 			map_error(conn, res[1], stmts[stmt].name, reply, &broken);
 		else
-		{
-			int			col = stmt == STMT_STORE ? 1 : 0;
-
-			if (PQntuples(res[1]) != 1 || PQnfields(res[1]) <= col || PQgetisnull(res[1], 0, col))
-			{
-				log_msg(LOG_ERROR, "%s returned no value", stmts[stmt].name);
-				reply->status = 500;
-				reply->detail = INTERNAL;
-			}
-			else
-			{
-				reply->status = stmt == STMT_STORE && PQgetvalue(res[1], 0, 0)[0] == 't' ? 201 : 200;
-				reply->body = PQgetvalue(res[1], 0, col);
-				reply->body_len = (size_t) PQgetlength(res[1], 0, col);
-				reply->res = res[1];
-			}
-		}
+			reply_with_value(stmt, res[1], reply);
 	}
 	for (int i = 0; i < 2; i++)
 		if (res[i] != reply->res)

@@ -10,7 +10,7 @@
  * their deadline; libmicrohttpd's worker then sees the end of the stream and
  * closes the connection itself. */
 #include "deadline.h"
-#include "util.h"
+#include "log.h"
 
 #include <pthread.h>
 #include <stdbool.h>

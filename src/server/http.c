@@ -19,7 +19,8 @@
 #include "db.h"
 #include "deadline.h"
 #include "routes.h"
-#include "util.h"
+#include "log.h"
+#include "../messages.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -39,7 +40,6 @@
 #define CONNECTION_TIMEOUT	30		/* seconds of inactivity */
 #define THREAD_STACK_SIZE	(256 * 1024)
 
-static const char *const DETAIL_UNAUTHORIZED = "Invalid or missing authentication credentials";
 
 struct request
 {
@@ -108,6 +108,44 @@ respond_static(struct MHD_Connection *c, struct request *r, int status, const ch
 				 MHD_create_response_from_buffer(strlen(json), (void *) json,
 												 MHD_RESPMEM_PERSISTENT),
 				 NULL, false);
+}
+
+/* Escapes src[0..len) as the inside of a JSON string into dst, which must hold
+ * 6 * len + 1 bytes; returns the escaped length (dst is NUL-terminated). */
+static size_t
+json_escape(char *dst, const char *src, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	char	   *d = dst;
+
+	for (size_t i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) src[i];
+
+		if (c == '"' || c == '\\')
+		{
+			*d++ = '\\';
+			*d++ = (char) c;
+		}
+		else if (c == '\n')
+		{
+			*d++ = '\\';
+			*d++ = 'n';
+		}
+		else if (c < 0x20 || c == 0x7f)
+		{
+			*d++ = '\\';
+			*d++ = 'u';
+			*d++ = '0';
+			*d++ = '0';
+			*d++ = hex[c >> 4];
+			*d++ = hex[c & 15];
+		}
+		else
+			*d++ = (char) c;
+	}
+	*d = '\0';
+	return (size_t) (d - dst);
 }
 
 /* Responds with {"detail": "<text>"}. */
@@ -183,7 +221,7 @@ dispatch(struct MHD_Connection *c, struct request *r)
 		case ACT_READYZ:
 			if (db_ready())
 				return respond_static(c, r, 200, "{\"status\": \"ready\"}");
-			return respond_detail(c, r, 503, "Service unavailable", NULL, true);
+			return respond_detail(c, r, 503, MSG_UNAVAILABLE, NULL, true);
 		case ACT_DB:
 			break;
 		default:
@@ -196,7 +234,7 @@ dispatch(struct MHD_Connection *c, struct request *r)
 	authorization = header(c, MHD_HTTP_HEADER_AUTHORIZATION);
 	if ((api_key && !utf8_valid(api_key, strlen(api_key))) ||
 		(authorization && !utf8_valid(authorization, strlen(authorization))))
-		return respond_detail(c, r, 401, DETAIL_UNAUTHORIZED, NULL, false);
+		return respond_detail(c, r, 401, MSG_UNAUTHORIZED, NULL, false);
 
 	/* with invalid arguments, authenticate only: 401 comes before 422 */
 	db_call(r->m.invalid ? STMT_NONE : r->m.stmt, r->m.nparams, r->m.params,

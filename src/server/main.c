@@ -4,7 +4,7 @@
  * in flight finish, database connections close, exit 0. */
 #include "db.h"
 #include "http.h"
-#include "util.h"
+#include "log.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -122,62 +122,52 @@ wait_idle(int ms)
 	return true;
 }
 
-int
-main(int argc, char **argv)
+/* The settings: each a flag, an environment variable and a default. */
+enum setting
 {
-	static const struct option options[] = {
-		{"listen", required_argument, NULL, 'l'},
-		{"port", required_argument, NULL, 'p'},
-		{"db", required_argument, NULL, 'd'},
-		{"pool", required_argument, NULL, 'n'},
-		{"log-level", required_argument, NULL, 'v'},
-		{"max-body", required_argument, NULL, 'b'},
-		{"max-header", required_argument, NULL, 'H'},
-		{"max-per-addr", required_argument, NULL, 'a'},
-		{"request-deadline", required_argument, NULL, 't'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0}
-	};
-	const char *listen_addr = env_or("SDR_CREDS_LISTEN", "127.0.0.1");
-	const char *port = env_or("SDR_CREDS_PORT", "8080");
-	const char *conninfo = env_or("SDR_CREDS_DB", "");
-	const char *pool = env_or("SDR_CREDS_POOL", NULL);
-	const char *level = env_or("SDR_CREDS_LOG_LEVEL", "info");
-	const char *max_body = env_or("SDR_CREDS_MAX_BODY", "65536");
-	const char *max_header = env_or("SDR_CREDS_MAX_HEADER", "16384");
-	const char *max_per_addr = env_or("SDR_CREDS_MAX_PER_ADDR", "64");
-	const char *request_deadline = env_or("SDR_CREDS_REQUEST_DEADLINE", "10");
-	struct http_config config;
-	long		port_num,
-				pool_size,
-				body_limit,
-				header_limit,
-				per_addr,
-				deadline;
-	int			opt,
-				sig,
-				bound;
-	sigset_t	signals;
+	S_LISTEN, S_PORT, S_DB, S_POOL, S_LOG_LEVEL, S_MAX_BODY, S_MAX_HEADER, S_MAX_PER_ADDR,
+	S_REQUEST_DEADLINE, S_COUNT
+};
 
+static struct
+{
+	const char *flag;
+	const char *env;
+	const char *value;			/* NULL: computed (the pool size) */
+}			settings[S_COUNT] = {
+	[S_LISTEN] = {"listen", "SDR_CREDS_LISTEN", "127.0.0.1"},
+	[S_PORT] = {"port", "SDR_CREDS_PORT", "8080"},
+	[S_DB] = {"db", "SDR_CREDS_DB", ""},
+	[S_POOL] = {"pool", "SDR_CREDS_POOL", NULL},
+	[S_LOG_LEVEL] = {"log-level", "SDR_CREDS_LOG_LEVEL", "info"},
+	[S_MAX_BODY] = {"max-body", "SDR_CREDS_MAX_BODY", "65536"},
+	[S_MAX_HEADER] = {"max-header", "SDR_CREDS_MAX_HEADER", "16384"},
+	[S_MAX_PER_ADDR] = {"max-per-addr", "SDR_CREDS_MAX_PER_ADDR", "64"},
+	[S_REQUEST_DEADLINE] = {"request-deadline", "SDR_CREDS_REQUEST_DEADLINE", "10"},
+};
+
+/* Reads the environment, then the flags; 0, 1 after --help, or 2 (usage error). */
+static int
+read_settings(int argc, char **argv)
+{
+	struct option options[S_COUNT + 2];
+	int			opt;
+
+	for (int i = 0; i < S_COUNT; i++)
+	{
+		settings[i].value = env_or(settings[i].env, settings[i].value);
+		options[i] = (struct option) {settings[i].flag, required_argument, NULL, i};
+	}
+	options[S_COUNT] = (struct option) {"help", no_argument, NULL, 'h'};
+	options[S_COUNT + 1] = (struct option) {NULL, 0, NULL, 0};
 	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1)
 	{
-		switch (opt)
+		if (opt >= 0 && opt < S_COUNT)
+			settings[opt].value = optarg;
+		else
 		{
-			case 'l': listen_addr = optarg; break;
-			case 'p': port = optarg; break;
-			case 'd': conninfo = optarg; break;
-			case 'n': pool = optarg; break;
-			case 'v': level = optarg; break;
-			case 'b': max_body = optarg; break;
-			case 'H': max_header = optarg; break;
-			case 'a': max_per_addr = optarg; break;
-			case 't': request_deadline = optarg; break;
-			case 'h':
-				fputs(usage, stdout);
-				return 0;
-			default:
-				fputs(usage, stderr);
-				return 2;
+			fputs(usage, opt == 'h' ? stdout : stderr);
+			return opt == 'h' ? 1 : 2;
 		}
 	}
 	if (optind < argc)
@@ -185,49 +175,47 @@ main(int argc, char **argv)
 		fputs(usage, stderr);
 		return 2;
 	}
-	log_level = parse_level(level);
-	port_num = parse_num("--port", port, 0, 65535);
-	pool_size = pool ? parse_num("--pool", pool, 1, 1000) : default_pool();
-	body_limit = parse_num("--max-body", max_body, 1, 64L << 20);
-	header_limit = parse_num("--max-header", max_header, 1024, 1L << 20);
-	per_addr = parse_num("--max-per-addr", max_per_addr, 0, 65535);
-	deadline = parse_num("--request-deadline", request_deadline, 1, 3600);
-	if (log_level < 0 || port_num < 0 || pool_size < 0 || body_limit < 0 || header_limit < 0 ||
+	return 0;
+}
+
+static long
+setting_num(enum setting s, long min, long max)
+{
+	char		name[32];
+
+	snprintf(name, sizeof name, "--%s", settings[s].flag);
+	return parse_num(name, settings[s].value, min, max);
+}
+
+/* The HTTP configuration and pool size from the settings; false if one is invalid (said). */
+static bool
+configure(struct http_config *config, long *pool_size)
+{
+	long		port = setting_num(S_PORT, 0, 65535);
+	long		body = setting_num(S_MAX_BODY, 1, 64L << 20);
+	long		header = setting_num(S_MAX_HEADER, 1024, 1L << 20);
+	long		per_addr = setting_num(S_MAX_PER_ADDR, 0, 65535);
+	long		deadline = setting_num(S_REQUEST_DEADLINE, 1, 3600);
+
+	log_level = parse_level(settings[S_LOG_LEVEL].value);
+	*pool_size = settings[S_POOL].value ? setting_num(S_POOL, 1, 1000) : default_pool();
+	if (log_level < 0 || port < 0 || *pool_size < 0 || body < 0 || header < 0 ||
 		per_addr < 0 || deadline < 0)
-		return 2;
-	config.listen = listen_addr;
-	config.port = (int) port_num;
-	config.max_body = (size_t) body_limit;
-	config.max_header = (size_t) header_limit;
-	config.threads = (int) pool_size;	/* one connection per worker: no waiting */
-	config.max_per_addr = (int) per_addr;
-	config.request_deadline = (int) deadline;
+		return false;
+	config->listen = settings[S_LISTEN].value;
+	config->port = (int) port;
+	config->max_body = (size_t) body;
+	config->max_header = (size_t) header;
+	config->threads = (int) *pool_size;	/* one connection per worker: no waiting */
+	config->max_per_addr = (int) per_addr;
+	config->request_deadline = (int) deadline;
+	return true;
+}
 
-	/* signals are taken by sigwait() below; every thread started from here
-	 * on inherits the mask */
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&signals);
-	sigaddset(&signals, SIGTERM);
-	sigaddset(&signals, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &signals, NULL);
-	log_start();
-
-	if (db_init(conninfo, (int) pool_size) != 0)
-	{
-		log_msg(LOG_ERROR, "out of memory");
-		log_stop();
-		return 1;
-	}
-	if ((bound = http_start(&config)) < 0)
-	{
-		db_close();
-		log_stop();
-		return 1;
-	}
-	log_msg(LOG_INFO, "listening on %s port %d (pool %ld)", listen_addr, bound, pool_size);
-
-	if (sigwait(&signals, &sig) != 0)
-		sig = SIGTERM;
+/* After SIGTERM or SIGINT: no new connections, requests in flight finish. */
+static void
+stop_gracefully(int sig)
+{
 	log_msg(LOG_INFO, "%s: stopping; %d request(s) in flight",
 			sig == SIGINT ? "SIGINT" : "SIGTERM", http_in_flight());
 	http_stop_accepting();
@@ -242,5 +230,47 @@ main(int argc, char **argv)
 	db_close();
 	log_msg(LOG_INFO, "stopped");
 	log_stop();
+}
+
+int
+main(int argc, char **argv)
+{
+	struct http_config config;
+	long		pool_size;
+	int			rc = read_settings(argc, argv);
+	int			sig;
+	int			bound;
+	sigset_t	signals;
+
+	if (rc != 0)
+		return rc == 1 ? 0 : 2;
+	if (!configure(&config, &pool_size))
+		return 2;
+
+	/* signals are taken by sigwait() below; every thread started from here
+	 * on inherits the mask */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&signals);
+	sigaddset(&signals, SIGTERM);
+	sigaddset(&signals, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &signals, NULL);
+	log_start();
+
+	if (db_init(settings[S_DB].value, (int) pool_size) != 0)
+	{
+		log_msg(LOG_ERROR, "out of memory");
+		log_stop();
+		return 1;
+	}
+	if ((bound = http_start(&config)) < 0)
+	{
+		db_close();
+		log_stop();
+		return 1;
+	}
+	log_msg(LOG_INFO, "listening on %s port %d (pool %ld)", config.listen, bound, pool_size);
+	if (sigwait(&signals, &sig) != 0)
+		sig = SIGTERM;
+	stop_gracefully(sig);
 	return 0;
 }

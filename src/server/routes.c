@@ -19,6 +19,11 @@ struct handler
 	enum stmt_id stmt;
 };
 
+enum route_id
+{
+	R_HEALTHZ, R_READYZ, R_COLLECTION, R_PROVIDER, R_ID, R_NONE
+};
+
 static const struct route
 {
 	const char *pattern;
@@ -27,37 +32,22 @@ static const struct route
 	struct handler post;
 	struct handler delete;
 }			routes[] = {
-#define R_HEALTHZ 0
-	{"/healthz", "GET, HEAD", {ACT_HEALTHZ, STMT_NONE}, {0, STMT_NONE}, {0, STMT_NONE}},
-#define R_READYZ 1
-	{"/readyz", "GET, HEAD", {ACT_READYZ, STMT_NONE}, {0, STMT_NONE}, {0, STMT_NONE}},
-#define R_COLLECTION 2
-	{"/integration-credentials/", "GET, HEAD, POST",
-	{ACT_DB, STMT_LIST}, {ACT_DB, STMT_STORE}, {0, STMT_NONE}},
-#define R_PROVIDER 3
-	{"/integration-credentials/provider/{provider}", "GET, HEAD",
-	{ACT_DB, STMT_GET_BY_PROVIDER}, {0, STMT_NONE}, {0, STMT_NONE}},
-#define R_ID 4
-	{"/integration-credentials/{credentials_id}", "GET, HEAD, DELETE",
-	{ACT_DB, STMT_GET}, {0, STMT_NONE}, {ACT_DB, STMT_DELETE}},
+	[R_HEALTHZ] = {"/healthz", "GET, HEAD", .get = {ACT_HEALTHZ, STMT_NONE}},
+	[R_READYZ] = {"/readyz", "GET, HEAD", .get = {ACT_READYZ, STMT_NONE}},
+	[R_COLLECTION] = {"/integration-credentials/", "GET, HEAD, POST",
+	.get = {ACT_DB, STMT_LIST}, .post = {ACT_DB, STMT_STORE}},
+	[R_PROVIDER] = {"/integration-credentials/provider/{provider}", "GET, HEAD",
+	.get = {ACT_DB, STMT_GET_BY_PROVIDER}},
+	[R_ID] = {"/integration-credentials/{credentials_id}", "GET, HEAD, DELETE",
+	.get = {ACT_DB, STMT_GET}, .delete = {ACT_DB, STMT_DELETE}},
 };
 
 bool
 routes_is_uuid(const char *s)
 {
-	for (int i = 0; i < 36; i++)
-	{
-		char		c = s[i];
+	unsigned char bytes[16];
 
-		if (i == 8 || i == 13 || i == 18 || i == 23)
-		{
-			if (c != '-')
-				return false;
-		}
-		else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
-			return false;
-	}
-	return s[36] == '\0';
+	return uuid_parse(s, strlen(s), bytes);
 }
 
 /* An optionally signed decimal integer, clamped to the int range (the
@@ -86,65 +76,52 @@ parse_int(const char *s, char *out, size_t size)
 	return true;
 }
 
-void
-routes_match(const char *method, const char *path,
-			 const char *limit, const char *offset, struct route_match *m)
+/* The route a path names, and its path argument (provider or id), if any. */
+static enum route_id
+route_find(const char *path, const char **arg)
 {
 	static const char base[] = "/integration-credentials";
-	const struct route *r = NULL;
-	const struct handler *h;
-	const char *arg = NULL;
+	const char *rest = path + sizeof base - 1;
 
-	memset(m, 0, sizeof *m);
-	m->pattern = "-";
-	m->stmt = STMT_NONE;
-
+	*arg = NULL;
 	if (strcmp(path, "/healthz") == 0)
-		r = &routes[R_HEALTHZ];
-	else if (strcmp(path, "/readyz") == 0)
-		r = &routes[R_READYZ];
-	else if (strncmp(path, base, sizeof base - 1) == 0)
+		return R_HEALTHZ;
+	if (strcmp(path, "/readyz") == 0)
+		return R_READYZ;
+	if (strncmp(path, base, sizeof base - 1) != 0)
+		return R_NONE;
+	if (rest[0] == '\0' || strcmp(rest, "/") == 0)
+		return R_COLLECTION;
+	if (strncmp(rest, "/provider/", 10) == 0 && rest[10] != '\0' && strchr(rest + 10, '/') == NULL)
 	{
-		const char *rest = path + sizeof base - 1;
-
-		if (rest[0] == '\0' || strcmp(rest, "/") == 0)
-			r = &routes[R_COLLECTION];
-		else if (strncmp(rest, "/provider/", 10) == 0 && rest[10] != '\0' &&
-				 strchr(rest + 10, '/') == NULL)
-		{
-			r = &routes[R_PROVIDER];
-			arg = rest + 10;
-		}
-		else if (rest[0] == '/' && rest[1] != '\0' && strchr(rest + 1, '/') == NULL)
-		{
-			r = &routes[R_ID];
-			arg = rest + 1;
-		}
+		*arg = rest + 10;
+		return R_PROVIDER;
 	}
-	if (r == NULL)
+	if (rest[0] == '/' && rest[1] != '\0' && strchr(rest + 1, '/') == NULL)
 	{
-		m->status = 404;
-		return;
+		*arg = rest + 1;
+		return R_ID;
 	}
-	m->pattern = r->pattern;
+	return R_NONE;
+}
 
+/* A route's handler for a method, or NULL if the method is not one it knows. */
+static const struct handler *
+route_handler(const struct route *r, const char *method)
+{
 	if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
-		h = &r->get;
-	else if (strcmp(method, "POST") == 0)
-		h = &r->post;
-	else if (strcmp(method, "DELETE") == 0)
-		h = &r->delete;
-	else
-		h = NULL;
-	if (h == NULL || h->action == ACT_NONE)
-	{
-		m->status = 405;
-		m->allow = r->allow;
-		return;
-	}
-	m->action = h->action;
-	m->stmt = h->stmt;
+		return &r->get;
+	if (strcmp(method, "POST") == 0)
+		return &r->post;
+	if (strcmp(method, "DELETE") == 0)
+		return &r->delete;
+	return NULL;
+}
 
+/* The statement's parameters, and the 422 detail when one is invalid. */
+static void
+bind_params(struct route_match *m, const char *arg, const char *limit, const char *offset)
+{
 	switch (m->stmt)
 	{
 		case STMT_GET_BY_PROVIDER:
@@ -176,6 +153,35 @@ routes_match(const char *method, const char *path,
 		default:
 			break;
 	}
+}
+
+void
+routes_match(const char *method, const char *path,
+			 const char *limit, const char *offset, struct route_match *m)
+{
+	const char *arg;
+	enum route_id id = route_find(path, &arg);
+	const struct handler *h;
+
+	memset(m, 0, sizeof *m);
+	m->pattern = "-";
+	m->stmt = STMT_NONE;
+	if (id == R_NONE)
+	{
+		m->status = 404;
+		return;
+	}
+	m->pattern = routes[id].pattern;
+	h = route_handler(&routes[id], method);
+	if (h == NULL || h->action == ACT_NONE)
+	{
+		m->status = 405;
+		m->allow = routes[id].allow;
+		return;
+	}
+	m->action = h->action;
+	m->stmt = h->stmt;
+	bind_params(m, arg, limit, offset);
 }
 
 void

@@ -1,6 +1,6 @@
-/* Helpers shared by the server: logging to stderr, a monotonic clock and
- * JSON string escaping. */
-#include "util.h"
+/* The server's log: one line per event to stderr, handed to a writer thread;
+ * and the monotonic clock its durations (and the server's deadlines) use. */
+#include "log.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -160,40 +160,4 @@ now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
-}
-
-size_t
-json_escape(char *dst, const char *src, size_t len)
-{
-	static const char hex[] = "0123456789abcdef";
-	char	   *d = dst;
-
-	for (size_t i = 0; i < len; i++)
-	{
-		unsigned char c = (unsigned char) src[i];
-
-		if (c == '"' || c == '\\')
-		{
-			*d++ = '\\';
-			*d++ = (char) c;
-		}
-		else if (c == '\n')
-		{
-			*d++ = '\\';
-			*d++ = 'n';
-		}
-		else if (c < 0x20 || c == 0x7f)
-		{
-			*d++ = '\\';
-			*d++ = 'u';
-			*d++ = '0';
-			*d++ = '0';
-			*d++ = hex[c >> 4];
-			*d++ = hex[c & 15];
-		}
-		else
-			*d++ = (char) c;
-	}
-	*d = '\0';
-	return (size_t) (d - dst);
 }

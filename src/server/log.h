@@ -1,7 +1,6 @@
-/* Helpers shared by the server: logging to stderr, a monotonic clock and
- * JSON string escaping. */
-#ifndef SDR_SERVER_UTIL_H
-#define SDR_SERVER_UTIL_H
+/* The server's log (stderr, through a writer thread) and its monotonic clock. */
+#ifndef SDR_SERVER_LOG_H
+#define SDR_SERVER_LOG_H
 
 #include <stddef.h>
 
@@ -22,9 +21,5 @@ void		log_stop(void);		/* writes what is pending */
 
 /* Milliseconds on the monotonic clock. */
 double		now_ms(void);
-
-/* Escapes src[0..len) as the inside of a JSON string into dst, which must hold
- * 6 * len + 1 bytes; returns the escaped length (dst is NUL-terminated). */
-size_t		json_escape(char *dst, const char *src, size_t len);
 
 #endif
