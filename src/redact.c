@@ -59,30 +59,18 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool utility_hook_installed = false;
 
 /* base64url: A-Z a-z 0-9 - _ */
-static const bool b64url[256] = {
-	['-'] = true, ['_'] = true,
-	['0'] = true, ['1'] = true, ['2'] = true, ['3'] = true, ['4'] = true,
-	['5'] = true, ['6'] = true, ['7'] = true, ['8'] = true, ['9'] = true,
-	['A'] = true, ['B'] = true, ['C'] = true, ['D'] = true, ['E'] = true,
-	['F'] = true, ['G'] = true, ['H'] = true, ['I'] = true, ['J'] = true,
-	['K'] = true, ['L'] = true, ['M'] = true, ['N'] = true, ['O'] = true,
-	['P'] = true, ['Q'] = true, ['R'] = true, ['S'] = true, ['T'] = true,
-	['U'] = true, ['V'] = true, ['W'] = true, ['X'] = true, ['Y'] = true,
-	['Z'] = true,
-	['a'] = true, ['b'] = true, ['c'] = true, ['d'] = true, ['e'] = true,
-	['f'] = true, ['g'] = true, ['h'] = true, ['i'] = true, ['j'] = true,
-	['k'] = true, ['l'] = true, ['m'] = true, ['n'] = true, ['o'] = true,
-	['p'] = true, ['q'] = true, ['r'] = true, ['s'] = true, ['t'] = true,
-	['u'] = true, ['v'] = true, ['w'] = true, ['x'] = true, ['y'] = true,
-	['z'] = true,
-};
+static inline bool
+is_b64url(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		c == '-' || c == '_';
+}
 
-#define B64(c) b64url[(unsigned char) (c)]
 
 static const char *
 skip_b64(const char *p)
 {
-	while (B64(*p))
+	while (is_b64url(*p))
 		p++;
 	return p;
 }
@@ -107,7 +95,7 @@ find_secret_before(const char *s, const char *lim, const char **start, const cha
 		if (p[0] == 's' && p[1] == 'k' && p[2] == '_' &&
 			((p[3] == 'l' && p[4] == 'i' && p[5] == 'v' && p[6] == 'e') ||
 			 (p[3] == 't' && p[4] == 'e' && p[5] == 's' && p[6] == 't')) &&
-			p[7] == '_' && B64(p[8]))
+			p[7] == '_' && is_b64url(p[8]))
 		{
 			*start = p;
 			*end = skip_b64(p + 8);

@@ -11,6 +11,7 @@
  * closes the connection itself. */
 #include "deadline.h"
 #include "log.h"
+#include "worker.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -116,11 +117,7 @@ deadline_stop(void)
 {
 	if (!dl.running)
 		return;
-	pthread_mutex_lock(&dl.mu);
-	dl.stopping = true;
-	pthread_cond_signal(&dl.wake);
-	pthread_mutex_unlock(&dl.mu);
-	pthread_join(dl.thread, NULL);
+	worker_stop(&dl.mu, &dl.wake, &dl.stopping, dl.thread);
 	pthread_cond_destroy(&dl.wake);
 	dl.running = false;
 }

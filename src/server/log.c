@@ -1,6 +1,7 @@
 /* The server's log: one line per event to stderr, handed to a writer thread;
  * and the monotonic clock its durations (and the server's deadlines) use. */
 #include "log.h"
+#include "worker.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -100,11 +101,7 @@ log_stop(void)
 {
 	if (!logq.running)
 		return;
-	pthread_mutex_lock(&logq.mu);
-	logq.stopping = true;
-	pthread_cond_signal(&logq.more);
-	pthread_mutex_unlock(&logq.mu);
-	pthread_join(logq.thread, NULL);
+	worker_stop(&logq.mu, &logq.more, &logq.stopping, logq.thread);
 	logq.running = false;
 }
 
