@@ -80,25 +80,44 @@ provider_not_found(text *provider)
 			  shown, p, shown < len ? "..." : "");
 }
 
-/* A credentials row, from SPI or from an index scan; columns in ROW_COLUMNS order. */
+/*
+ * A row of a statement's result or of the table, its columns taken apart once
+ * (credentials rows: in the table's column order; seal_format is there from
+ * 1.1 on).
+ */
+#define ROW_MAX_COLUMNS C_SEAL_FORMAT
 typedef struct Row
 {
-	HeapTuple	tup;
-	TupleDesc	desc;
+	int			ncolumns;
+	Datum		values[ROW_MAX_COLUMNS];
+	bool		nulls[ROW_MAX_COLUMNS];
 } Row;
+
+static void
+row_load(Row *r, HeapTuple tup, TupleDesc desc)
+{
+	r->ncolumns = Min(desc->natts, ROW_MAX_COLUMNS);
+	if (desc->natts <= ROW_MAX_COLUMNS)
+		heap_deform_tuple(tup, desc, r->values, r->nulls);
+	else
+		for (int i = 0; i < r->ncolumns; i++)
+			r->values[i] = heap_getattr(tup, i + 1, desc, &r->nulls[i]);
+}
 
 static Row
 row_of(SPITupleTable *t, uint64 i)
 {
-	Row			r = {t->vals[i], t->tupdesc};
+	Row			r;
 
+	row_load(&r, t->vals[i], t->tupdesc);
 	return r;
 }
 
 static Datum
 col(const Row *r, int column, bool *isnull)
 {
-	return heap_getattr(r->tup, column, r->desc, isnull);
+	*isnull = r->nulls[column - 1];
+	return r->values[column - 1];
 }
 
 /* What a stored row's secrets are bound to; plain_metadata is its plain metadata text. */
@@ -119,7 +138,7 @@ row_identity(const Row *row, const char *plain_metadata)
 		.plain_metadata = plain_metadata,
 	};
 
-	if (row->desc->natts >= C_SEAL_FORMAT)
+	if (row->ncolumns >= C_SEAL_FORMAT)
 		r.format = DatumGetInt16(col(row, C_SEAL_FORMAT, &isnull));
 	return r;
 }
@@ -399,8 +418,9 @@ append_by_provider(StringInfo out, const pg_uuid_t *org, text *provider)
 	if (found)
 	{
 		bool		should_free;
-		Row			row = {ExecFetchSlotHeapTuple(slot, false, &should_free), RelationGetDescr(rel)};
+		Row			row;
 
+		row_load(&row, ExecFetchSlotHeapTuple(slot, false, &should_free), RelationGetDescr(rel));
 		append_row(out, &row, true);
 	}
 	index_endscan(scan);

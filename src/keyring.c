@@ -3,7 +3,8 @@
  *
  * Each non-blank line not starting with '#' is "<version> <64 hex digits>".
  * The newest (highest) version encrypts; every listed version decrypts. The
- * file is re-read when its path or its stat identity changes. Key bytes live
+ * file is re-read when its path changes, or when its stat identity changes
+ * (looked at no more than once a second). Key bytes live
  * in sodium_malloc'd (guarded, locked) memory and are wiped on release and at
  * backend exit. No error message ever quotes a line of the file.
  */
@@ -20,6 +21,7 @@
 #include "utils/builtins.h"
 
 #define KEYRING_MAX_BYTES (1024 * 1024)
+#define KEYRING_CHECK_US (1000 * 1000)	/* how often the file is checked for changes */
 
 typedef struct KeyEntry
 {
@@ -32,6 +34,7 @@ typedef struct Keyring
 {
 	char		path[MAXPGPATH];
 	struct stat st;
+	TimestampTz checked_at;		/* when st was last compared with the file */
 	int			nkeys;
 	int			newest;			/* index into keys */
 	KeyEntry	keys[FLEXIBLE_ARRAY_MEMBER];
@@ -177,6 +180,7 @@ static void
 keyring_load(void)
 {
 	const char *path = sdr_keyring_file;
+	TimestampTz now = GetCurrentTimestamp();
 	struct stat st;
 	Keyring    *r = NULL;
 	int			badline;
@@ -190,6 +194,9 @@ keyring_load(void)
 				 errhint("Set it in postgresql.conf to a keyring file outside the data directory."),
 				 errhidestmt(true)));
 	}
+	/* A stat() per call costs more than the rest of a lookup: look at most once a second. */
+	if (ring && strcmp(ring->path, path) == 0 && now - ring->checked_at < KEYRING_CHECK_US)
+		return;
 	if (stat(path, &st) != 0)
 	{
 		keyring_release(0, 0);
@@ -198,7 +205,10 @@ keyring_load(void)
 				 errmsg("could not read keyring file \"%s\": %m", path), errhidestmt(true)));
 	}
 	if (ring && strcmp(ring->path, path) == 0 && same_file(&ring->st, &st))
+	{
+		ring->checked_at = now;
 		return;
+	}
 	keyring_release(0, 0);
 	keyring_check_file(path, &st);
 	badline = keyring_read(path, &st, &r);
@@ -214,6 +224,7 @@ keyring_load(void)
 		keyring_error("keyring file \"%s\" holds no keys", path);
 	strlcpy(r->path, path, MAXPGPATH);
 	r->st = st;
+	r->checked_at = now;
 	ring = r;
 	if (!exit_hook)
 	{
