@@ -1,6 +1,7 @@
 /*
- * sdr_creds.c: module start-up (settings, libsodium), the per-transaction org
- * context and the small SQL functions around it.
+ * sdr_creds.c: module start-up (settings, libsodium, hooks), the org context
+ * and its scope (role, subtransaction, SECURITY DEFINER call), running a call
+ * as the extension's owner, and the small SQL functions around the context.
  */
 #include "sdr_creds.h"
 

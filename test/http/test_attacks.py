@@ -1,6 +1,5 @@
 #!/usr/bin/python3
-"""Attack and fault tests of sdr_creds_server over a real socket (SPEC sections
-6 and 8): slow clients, pipelining, header floods, hostile JSON bodies, a body
+"""Attack and fault tests of sdr_creds_server over a real socket: slow clients, pipelining, header floods, hostile JSON bodies, a body
 fuzzer, JWT and API key attacks, the server killed with SIGKILL and the
 database stopped under load.
 

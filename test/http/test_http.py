@@ -2,7 +2,7 @@
 """HTTP tests of sdr_creds_server over a real socket, against the throwaway
 cluster test/run.sh started (PGHOST, PGPORT, PGUSER, SDR_CLUSTER_DIR,
 SDR_SERVER). Creates database sdr_http and role sdr_http_app, starts the
-server as that role, runs every row of SPEC section 6 and the operational
+server as that role, runs every row of the README's HTTP API table and the operational
 tests (database restart, SIGTERM drain, access log), then cleans up.
 
 Prints one "ok - name" / "not ok - name" line per test; diagnostics start
