@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""Attack and fault tests of sdr_creds_server over a real socket: slow clients, pipelining, header floods, hostile JSON bodies, a body
-fuzzer, JWT and API key attacks, the server killed with SIGKILL and the
-database stopped under load.
+"""Attack and fault tests of sdr_creds_server over a real socket: slow
+clients, pipelining, header floods, hostile JSON bodies, a body fuzzer, JWT
+and API key attacks, the server killed with SIGKILL and the database stopped
+under load.
 
 Reuses test_http.py's setup (database, role, orgs, keys, JWT secret, server)
 on its own database sdr_attacks. Same environment and output contract as
