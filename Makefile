@@ -32,6 +32,9 @@ EXTRA_CLEAN = $(SERVER) src/server/*.o results regression.diffs regression.out
 SERVER      = src/server/sdr_creds_server
 SERVER_SRCS = $(wildcard src/server/*.c)
 SERVER_CFLAGS = -O2 -g -Wall -Wextra -Werror -std=gnu11 -I$(shell $(PG_CONFIG) --includedir 2>/dev/null)
+# the extension's version, from the control file (the server reports it in /metrics)
+SERVER_CFLAGS += -DSDR_CREDS_VERSION='"$(shell sed -n "s/^default_version = '\(.*\)'/\1/p" sdr_creds.control)"'
+
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
@@ -39,7 +42,7 @@ ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
 endif
 
-$(SERVER): $(SERVER_SRCS) $(wildcard src/server/*.h)
+$(SERVER): $(SERVER_SRCS) $(wildcard src/server/*.h) sdr_creds.control
 	$(CC) $(SERVER_CFLAGS) $(SERVER_CFLAGS_EXTRA) -o $@ $(SERVER_SRCS) -L$(shell $(PG_CONFIG) --libdir) -lpq -lmicrohttpd
 
 server: $(SERVER)

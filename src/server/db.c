@@ -10,6 +10,7 @@
 #include "db.h"
 #include "../messages.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <poll.h>
 #include <pthread.h>
@@ -277,6 +278,7 @@ acquire_open(void)
 			release(s, false);
 			return NULL;
 		}
+		metrics_reconnect();
 	}
 	return s;
 }
@@ -403,13 +405,31 @@ reply_with_value(enum stmt_id stmt, PGresult *res, struct db_reply *reply)
 	reply->res = res;
 }
 
+/* Sends the authentication and stmt (unless STMT_NONE) with one Sync and
+ * reads their results; false if the connection failed. Timed for /metrics. */
+static bool
+round_trip(PGconn *conn, enum stmt_id stmt, int nparams, const char *const *params,
+		   const char *const *auth, PGresult **res)
+{
+	double		sent = now_ms();
+	bool		ok;
+
+	ok = PQsendQueryPrepared(conn, auth_stmt.name, 2, auth, NULL, NULL, 0) &&
+		(stmt == STMT_NONE ||
+		 PQsendQueryPrepared(conn, stmts[stmt].name, nparams, params, NULL, NULL, 0)) &&
+		PQpipelineSync(conn) &&
+		collect(conn, stmt == STMT_NONE ? 1 : 2, res);
+	if (ok)
+		metrics_db_roundtrip(now_ms() - sent);
+	return ok;
+}
+
 void
 db_call(enum stmt_id stmt, int nparams, const char *const *params,
 		const char *api_key, const char *authorization, struct db_reply *reply)
 {
 	const char *auth[2] = {api_key, authorization};
 	PGresult   *res[2] = {NULL, NULL};
-	int			nq = stmt == STMT_NONE ? 1 : 2;
 	bool		broken = false;
 	struct slot *s;
 	PGconn	   *conn;
@@ -422,11 +442,7 @@ db_call(enum stmt_id stmt, int nparams, const char *const *params,
 		return;
 	}
 	conn = s->conn;
-	if (!PQsendQueryPrepared(conn, auth_stmt.name, 2, auth, NULL, NULL, 0) ||
-		(stmt != STMT_NONE &&
-		 !PQsendQueryPrepared(conn, stmts[stmt].name, nparams, params, NULL, NULL, 0)) ||
-		!PQpipelineSync(conn) ||
-		!collect(conn, nq, res))
+	if (!round_trip(conn, stmt, nparams, params, auth, res))
 	{
 		log_msg(LOG_ERROR, "%s: database connection lost",
 				stmt == STMT_NONE ? auth_stmt.name : stmts[stmt].name);
@@ -495,6 +511,21 @@ db_init(const char *conninfo, int size)
 		if (!reconnect(&pool.slots[i]))
 			break;
 	return 0;
+}
+
+void
+db_pool_counts(int *busy, int *idle, int *broken)
+{
+	*busy = *idle = *broken = 0;
+	pthread_mutex_lock(&pool.mu);
+	for (int i = 0; i < pool.size; i++)
+		if (pool.slots[i].busy)
+			(*busy)++;
+		else if (pool.slots[i].conn != NULL)
+			(*idle)++;
+		else
+			(*broken)++;
+	pthread_mutex_unlock(&pool.mu);
 }
 
 void

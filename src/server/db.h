@@ -47,6 +47,10 @@ void		db_reply_free(struct db_reply *reply);
 /* True if a pool connection answers SELECT 1. */
 bool		db_ready(void);
 
+/* The pool's connections now: lent to a request, open and idle, or closed
+ * (to be reopened by the next request that borrows them). */
+void		db_pool_counts(int *busy, int *idle, int *broken);
+
 /* Asks the server to cancel every statement in flight (used when a graceful
  * stop takes too long). */
 void		db_cancel_busy(void);

@@ -11,6 +11,7 @@
  * closes the connection itself. */
 #include "deadline.h"
 #include "log.h"
+#include "metrics.h"
 #include "worker.h"
 
 #include <pthread.h>
@@ -80,8 +81,11 @@ reaper(void *arg)
 		if (dl.stopping)
 			break;
 		if ((n = reap(now_ms())) > 0)
+		{
+			metrics_rejected(REJECT_DEADLINE, (unsigned int) n);
 			log_msg(LOG_DEBUG, "closed %d connection(s) that sent no whole request within %.0f s",
 					n, dl.limit_ms / 1000);
+		}
 	}
 	pthread_mutex_unlock(&dl.mu);
 	return NULL;

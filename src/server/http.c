@@ -7,7 +7,8 @@
  * round trip, on a connection no other worker is using. A request's body is
  * collected (up to max_body), then the request is routed (routes.c) and goes
  * to the database in one round trip (db.c). Headers, bodies, query strings
- * and raw paths are never logged.
+ * and raw paths are never logged. Every completed request is counted for
+ * GET /metrics (metrics.c), by route pattern, never by path.
  *
  * Slow clients: each client address may hold at most max_per_addr of the
  * CONNECTION_LIMIT connections, and every request must be in within the
@@ -20,6 +21,7 @@
 #include "deadline.h"
 #include "routes.h"
 #include "log.h"
+#include "metrics.h"
 #include "../messages.h"
 
 #include <arpa/inet.h>
@@ -84,7 +86,9 @@ queue(struct MHD_Connection *c, struct request *r, int status,
 	if (resp == NULL)
 		return MHD_NO;
 	deadline_pause(conn_watch(c));	/* a response is not cut off */
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+							r->m.action == ACT_METRICS && status == 200 ?
+							METRICS_CONTENT_TYPE : "application/json");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	if (status == 401)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
@@ -172,6 +176,22 @@ respond_detail(struct MHD_Connection *c, struct request *r, int status,
 	return queue(c, r, status, resp, allow, retry);
 }
 
+/* Responds with the metrics text (GET /metrics; it needs no credentials). */
+static enum MHD_Result
+respond_metrics(struct MHD_Connection *c, struct request *r)
+{
+	size_t		len;
+	char	   *text = metrics_render(&len);
+	struct MHD_Response *resp;
+
+	if (text == NULL)
+		return MHD_NO;
+	resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL)
+		free(text);
+	return queue(c, r, 200, resp, NULL, false);
+}
+
 static void
 free_result(void *res)
 {
@@ -222,6 +242,8 @@ dispatch(struct MHD_Connection *c, struct request *r)
 			if (db_ready())
 				return respond_static(c, r, 200, "{\"status\": \"ready\"}");
 			return respond_detail(c, r, 503, MSG_UNAVAILABLE, NULL, true);
+		case ACT_METRICS:
+			return respond_metrics(c, r);
 		case ACT_DB:
 			break;
 		default:
@@ -376,15 +398,18 @@ on_completed(void *cls, struct MHD_Connection *c, void **ctx,
 {
 	struct request *r = *ctx;
 	char		status[8] = "-";
+	double		ms;
 
 	(void) cls;
 	deadline_restart(conn_watch(c));	/* for the next request on the connection */
 	if (r == NULL)
 		return;
+	ms = now_ms() - r->start;
+	metrics_request(r->m.route, r->method, r->status, ms);
 	if (r->status)
 		snprintf(status, sizeof status, "%d", r->status);
 	log_msg(LOG_INFO, "%s %s %s %.3fms org=%s%s", r->method, r->m.pattern, status,
-			now_ms() - r->start, r->org_id[0] ? r->org_id : "-",
+			ms, r->org_id[0] ? r->org_id : "-",
 			toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
 	free(r->body);
 	free(r);
@@ -400,6 +425,7 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
 	const union MHD_ConnectionInfo *info;
 
 	(void) cls;
+	metrics_connection(code == MHD_CONNECTION_NOTIFY_CLOSED ? -1 : 1);
 	if (code == MHD_CONNECTION_NOTIFY_CLOSED)
 	{
 		deadline_close(*socket_context);
@@ -451,7 +477,8 @@ acceptor(void *arg)
 		if (fd >= 0)
 		{
 			/* on failure libmicrohttpd closes the socket (e.g. at the limit) */
-			MHD_add_connection(daemon_, fd, (struct sockaddr *) &peer, len);
+			if (MHD_add_connection(daemon_, fd, (struct sockaddr *) &peer, len) != MHD_YES)
+				metrics_rejected(REJECT_PER_ADDR, 1);
 			continue;
 		}
 		if (atomic_load(&draining))

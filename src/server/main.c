@@ -48,6 +48,8 @@ static const char usage[] =
 "                       env SDR_CREDS_REQUEST_DEADLINE\n"
 "  --help               show this help\n"
 "\n"
+"GET /metrics serves Prometheus metrics without authentication (no org ids or\n"
+"key prefixes): keep the server on loopback or behind the proxy.\n"
 "Logs go to stderr. SIGTERM or SIGINT stops accepting connections, lets requests\n"
 "in flight finish (cancelling statements still running after 10 s) and exits 0.\n";
 

@@ -19,11 +19,6 @@ struct handler
 	enum stmt_id stmt;
 };
 
-enum route_id
-{
-	R_HEALTHZ, R_READYZ, R_COLLECTION, R_PROVIDER, R_ID, R_NONE
-};
-
 static const struct route
 {
 	const char *pattern;
@@ -34,6 +29,8 @@ static const struct route
 }			routes[] = {
 	[R_HEALTHZ] = {"/healthz", "GET, HEAD", .get = {ACT_HEALTHZ, STMT_NONE}},
 	[R_READYZ] = {"/readyz", "GET, HEAD", .get = {ACT_READYZ, STMT_NONE}},
+	[R_METRICS] = {"/metrics", "GET, HEAD", .get = {ACT_METRICS, STMT_NONE}},
+	[R_NONE] = {"-", NULL},
 	[R_COLLECTION] = {"/integration-credentials/", "GET, HEAD, POST",
 	.get = {ACT_DB, STMT_LIST}, .post = {ACT_DB, STMT_STORE}},
 	[R_PROVIDER] = {"/integration-credentials/provider/{provider}", "GET, HEAD",
@@ -81,13 +78,13 @@ static enum route_id
 route_find(const char *path, const char **arg)
 {
 	static const char base[] = "/integration-credentials";
+	static const enum route_id fixed[] = {R_HEALTHZ, R_READYZ, R_METRICS};
 	const char *rest = path + sizeof base - 1;
 
 	*arg = NULL;
-	if (strcmp(path, "/healthz") == 0)
-		return R_HEALTHZ;
-	if (strcmp(path, "/readyz") == 0)
-		return R_READYZ;
+	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+		if (strcmp(path, routes[fixed[i]].pattern) == 0)
+			return fixed[i];
 	if (strncmp(path, base, sizeof base - 1) != 0)
 		return R_NONE;
 	if (rest[0] == '\0' || strcmp(rest, "/") == 0)
@@ -164,14 +161,14 @@ routes_match(const char *method, const char *path,
 	const struct handler *h;
 
 	memset(m, 0, sizeof *m);
-	m->pattern = "-";
+	m->route = id;
+	m->pattern = routes[id].pattern;
 	m->stmt = STMT_NONE;
 	if (id == R_NONE)
 	{
 		m->status = 404;
 		return;
 	}
-	m->pattern = routes[id].pattern;
 	h = route_handler(&routes[id], method);
 	if (h == NULL || h->action == ACT_NONE)
 	{
@@ -182,6 +179,12 @@ routes_match(const char *method, const char *path,
 	m->action = h->action;
 	m->stmt = h->stmt;
 	bind_params(m, arg, limit, offset);
+}
+
+const char *
+routes_pattern(enum route_id id)
+{
+	return (unsigned) id < R_COUNT ? routes[id].pattern : "-";
 }
 
 void

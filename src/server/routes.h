@@ -16,11 +16,20 @@ enum action
 	ACT_NONE = 0,				/* method not allowed on this path */
 	ACT_HEALTHZ,
 	ACT_READYZ,
+	ACT_METRICS,
 	ACT_DB						/* authenticate, then run stmt */
+};
+
+/* The routes, for per-route counters; R_NONE is any unknown path ("-"). */
+enum route_id
+{
+	R_HEALTHZ, R_READYZ, R_METRICS, R_COLLECTION, R_PROVIDER, R_ID, R_NONE,
+	R_COUNT
 };
 
 struct route_match
 {
+	enum route_id route;		/* R_NONE if none */
 	const char *pattern;		/* route pattern for the access log; "-" if none */
 	int			status;			/* 0 if routed, else 404 or 405 */
 	const char *allow;			/* methods for a 405's Allow header */
@@ -39,6 +48,9 @@ struct route_match
 void		routes_match(const char *method, const char *path,
 						 const char *limit, const char *offset,
 						 struct route_match *m);
+
+/* A route's pattern ("-" for R_NONE). */
+const char *routes_pattern(enum route_id id);
 
 /* Binds a POST body (len bytes, NUL-terminated) to a matched STMT_STORE. */
 void		routes_set_body(struct route_match *m, const char *body, size_t len);

@@ -10,9 +10,11 @@ for v in PGHOST PGPORT SDR_CLUSTER_DIR SDR_SERVER; do
   if [ -z "${!v:-}" ]; then echo "not ok - http: $v is not set"; exit 1; fi
 done
 if [ ! -x "$SDR_SERVER" ]; then echo "not ok - http: server binary $SDR_SERVER not built"; exit 1; fi
-if ! /usr/bin/python3 -c 'import requests' 2>/dev/null; then
-  echo "not ok - http: python3-requests is missing (make deps)"; exit 1
-fi
+for m in requests:python3-requests prometheus_client:python3-prometheus-client; do
+  if ! /usr/bin/python3 -c "import ${m%%:*}" 2>/dev/null; then
+    echo "not ok - http: ${m#*:} is missing (make deps)"; exit 1
+  fi
+done
 
 work=$(mktemp -d /tmp/sdr_http.XXXXXX)
 trap 'rm -rf "$work"' EXIT

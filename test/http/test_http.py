@@ -518,10 +518,136 @@ def t_keep_alive():
         conn.close()
     eq(statuses, [200, 200, 404, 422, 200], "statuses on one connection")
 
+# --- /metrics ------------------------------------------------------------------
+
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def scrape(port):
+    """GET /metrics: (text, {(sample name, frozenset of labels): value}),
+    parsed with prometheus_client's text-format parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+    r = request(port, "GET", "/metrics")
+    eq(r.status, 200, "GET /metrics")
+    eq(r.header("content-type"), METRICS_TYPE, "content type")
+    text = r.body.decode()
+    samples = {}
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            samples[(smp.name, frozenset(smp.labels.items()))] = smp.value
+    return text, samples
+
+
+def val(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def check_histogram(before, after, name, want, **labels):
+    """The histogram's _count grew by want; buckets cumulative, +Inf = _count, _sum > 0."""
+    count = val(after, name + "_count", **labels)
+    eq(count - val(before, name + "_count", **labels), want, "%s%r count" % (name, labels))
+    buckets = sorted((float(dict(k[1])["le"]), v) for k, v in after.items()
+                     if k[0] == name + "_bucket" and all(dict(k[1]).get(a) == b for a, b in labels.items()))
+    assert len(buckets) == 13, "%s buckets: %d" % (name, len(buckets))
+    assert all(a[1] <= b[1] for a, b in zip(buckets, buckets[1:])), "%s buckets not cumulative" % name
+    eq(buckets[-1], (float("inf"), count), "%s +Inf bucket" % name)
+    assert val(after, name + "_sum", **labels) > 0, "%s _sum" % name
+
+
+PROV = "/integration-credentials/provider/{provider}"
+
+
+def metrics_traffic(port):
+    """The requests whose counts t_metrics checks."""
+    made_up = secret("sdrk_madeup_" + uuid.uuid4().hex)
+    a = key("a")
+    eq(request(port, "POST", "/integration-credentials/",
+               json.dumps({"provider": "metrics-prov", "access_token": "tok-made-up-m"}), a).status, 201)
+    for _ in range(7):
+        eq(request(port, "GET", "/integration-credentials/provider/metrics-prov", headers=a).status, 200)
+    for i in range(3):
+        eq(request(port, "GET", "/integration-credentials/provider/none-%d" % i, headers=a).status, 404)
+    for _ in range(2):
+        eq(request(port, "GET", "/integration-credentials/provider/metrics-prov",
+                   headers={"X-API-Key": made_up}).status, 401)
+    big = b'{"provider": "big", "access_token": "' + b"x" * (64 * 1024) + b'"}'
+    eq(request(port, "POST", "/integration-credentials/", big, a).status, 413)
+    eq(request(port, "GET", "/integration-credentials/not-a-uuid", headers=a).status, 422)
+    eq(request(port, "GET", "/no/such/" + ORG_A).status, 404)
+    return made_up
+
+
+def t_metrics():
+    srv = Server(os.environ["SDR_SERVER"], ctx["conninfo"], os.path.join(WORK, "sdr_metrics.log"),
+                 args=("--pool", "3"))
+    try:
+        port = srv.port
+        _, before = scrape(port)
+        made_up = metrics_traffic(port)
+        r = request(port, "HEAD", "/metrics")
+        eq((r.status, r.header("content-type"), r.body), (200, METRICS_TYPE, b""), "HEAD /metrics")
+        text, after = scrape(port)
+        req_total = "sdr_creds_http_requests_total"
+        for route, method, status, n in ((PROV, "GET", "200", 7), (PROV, "GET", "404", 3),
+                                         (PROV, "GET", "401", 2), ("/integration-credentials/", "POST", "413", 1),
+                                         ("/integration-credentials/", "POST", "201", 1),
+                                         ("/integration-credentials/{credentials_id}", "GET", "422", 1),
+                                         ("-", "GET", "404", 1), ("/metrics", "HEAD", "200", 1)):
+            labels = dict(route=route, method=method, status=status)
+            eq(val(after, req_total, **labels) - val(before, req_total, **labels), n, repr(labels))
+        assert val(after, req_total, route="/metrics", method="GET", status="200") >= 1, "/metrics counted"
+        check_histogram(before, after, "sdr_creds_http_request_duration_seconds", 12, route=PROV)
+        # round trips: 12 by provider, the POST 201, the 422 (authentication only)
+        check_histogram(before, after, "sdr_creds_db_roundtrip_seconds", 14)
+        rej = "sdr_creds_http_rejected_total"
+        eq(val(after, rej, reason="body_too_large") - val(before, rej, reason="body_too_large"), 1, "413s")
+        eq(sum(val(after, "sdr_creds_db_pool_connections", state=st) for st in ("busy", "idle", "broken")),
+           3, "pool gauges sum to --pool")
+        eq(val(after, "sdr_creds_http_unavailable_total"), 0, "503s")
+        assert val(after, "sdr_creds_http_connections") >= 1, "open connections"
+        assert val(after, "process_resident_memory_bytes") > 1 << 20, "resident memory"
+        eq([k for k in after if k[0] == "sdr_creds_build_info"] != [], True, "build_info")
+        for s, what in ((made_up, "made-up key"), (ctx["key_a"], "key"), (ctx["key_a"][:12], "key prefix"),
+                        (ORG_A, "org id"), ("metrics-prov", "provider"), ("/no/such", "raw path")):
+            assert s not in text, what + " in /metrics"
+        expect(request(port, "DELETE", "/integration-credentials/" +
+                       request(port, "GET", "/integration-credentials/provider/metrics-prov",
+                               headers=key("a")).json()["id"], headers=key("a")), 200)
+    finally:
+        eq(srv.stop(), 0, "exit status")
+
+
+def t_metrics_rejections():
+    """A dribbled request cut off by the deadline, and a connection over the
+    per-address cap, are counted."""
+    srv = Server(os.environ["SDR_SERVER"], ctx["conninfo"], os.path.join(WORK, "sdr_metrics2.log"),
+                 args=("--request-deadline", "1", "--max-per-addr", "2"))
+    try:
+        port = srv.port
+        _, before = scrape(port)
+        # from 127.0.0.2, so the scrapes' connections from 127.0.0.1 do not count
+        held = [socket.create_connection(("127.0.0.1", port), 10, ("127.0.0.2", 0)) for _ in range(2)]
+        for s in held:
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")  # never finished
+        extra = socket.create_connection(("127.0.0.1", port), 10, ("127.0.0.2", 0))
+        eq(extra.recv(100), b"", "third connection from one address closed")
+        extra.close()
+        for s in held:
+            eq(s.recv(100), b"", "dribbled request cut off at the deadline")
+            s.close()
+        _, after = scrape(port)
+        rej = "sdr_creds_http_rejected_total"
+        eq(val(after, rej, reason="deadline") - val(before, rej, reason="deadline"), 2, "deadline")
+        eq(val(after, rej, reason="per_address_limit") - val(before, rej, reason="per_address_limit"),
+           1, "per-address cap")
+    finally:
+        eq(srv.stop(), 0, "exit status")
+
 
 def t_content_type_everywhere():
     bad = ["%s %s -> %d %r" % (m, p, r.status, r.header("content-type")) for m, p, r in seen
-           if r.header("content-type") != "application/json"]
+           if r.header("content-type") != (METRICS_TYPE if p == "/metrics" and r.status == 200
+                                           else "application/json")]
     assert len(seen) > 100, "responses seen: %d" % len(seen)
     assert not bad, "\n".join(bad[:20])
 
@@ -808,7 +934,9 @@ def main():
         ("http: database restart gives 503 + Retry-After, then recovers", t_db_restart),
         ("http: SIGTERM lets the in-flight request finish, exit 0", t_sigterm_drain),
         ("http: logs hold no key, token or JWT", t_log_no_secrets),
-        ("http: every response is application/json", t_content_type_everywhere),
+        ("http: /metrics counts requests, latencies, round trips, pool; no secrets", t_metrics),
+        ("http: /metrics counts deadline and per-address rejections", t_metrics_rejections),
+        ("http: every response is application/json (but /metrics)", t_content_type_everywhere),
         ("http: command line flags", t_cli),
         ("http: server stops cleanly on SIGTERM (exit 0)", t_final_stop),
     ]

@@ -1,0 +1,42 @@
+/* The server's Prometheus metrics (GET /metrics): counters and histograms
+ * kept in fixed arrays of C11 atomics, updated with relaxed increments (no
+ * lock and no allocation on the request path), rendered in the text
+ * exposition format 0.0.4. No label takes an unbounded value: routes are
+ * patterns, methods and statuses come from small fixed tables. */
+#ifndef SDR_SERVER_METRICS_H
+#define SDR_SERVER_METRICS_H
+
+#include <stddef.h>
+
+#include "routes.h"
+
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* Connections refused or closed for a limit. */
+enum reject_reason
+{
+	REJECT_BODY,				/* 413 */
+	REJECT_HEADERS,				/* 431 */
+	REJECT_PER_ADDR,			/* refused at a connection cap */
+	REJECT_DEADLINE,			/* closed by the request deadline */
+	REJECT_COUNT
+};
+
+/* A request answered (status 0: closed before any response), taking ms. */
+void		metrics_request(enum route_id route, const char *method, int status, double ms);
+
+/* One pipelined database round trip took ms. */
+void		metrics_db_roundtrip(double ms);
+
+/* A pool connection was opened again after it was lost. */
+void		metrics_reconnect(void);
+
+void		metrics_rejected(enum reject_reason reason, unsigned int n);
+
+/* An HTTP connection opened (+1) or closed (-1). */
+void		metrics_connection(int delta);
+
+/* The exposition text (malloc'ed, *len bytes), or NULL if out of memory. */
+char	   *metrics_render(size_t *len);
+
+#endif
