@@ -58,6 +58,7 @@ Paste these:
   curl -si $base/integration-credentials/provider/salesforce          # 401
   curl -s $base/integration-credentials/not-a-uuid -H "X-API-Key: \$SDR_KEY"   # 422
   curl -s $base/healthz; curl -s $base/readyz
+  curl -s $base/metrics | grep '^sdr_creds_http_requests_total'   # Prometheus
 MSG
 echo "== First request, from here:"
 curl -s "$base/integration-credentials/provider/salesforce" -H "X-API-Key: $api_key"; echo
