@@ -35,7 +35,7 @@
 /* The fields read from a header or payload; each seen at most once. */
 typedef enum
 {
-	F_OTHER, F_ALG, F_CRIT, F_EXP, F_NBF, F_AUD, F_ORG, F_COUNT
+	F_OTHER, F_ALG, F_CRIT, F_EXP, F_NBF, F_AUD, F_ORG, F_SUB, F_COUNT
 } Field;
 
 typedef struct Claims
@@ -51,12 +51,13 @@ typedef struct Claims
 	double		nbf;
 	bool		aud_match;
 	bool		org_ok;
+	char		sub[JWT_SUB_MAX + 1];	/* "" if none, "?" if not a short plain string */
 	unsigned char org[JWT_ORG_BYTES];
 } Claims;
 
 static const char *const field_names[F_COUNT] = {
 	[F_ALG] = "alg", [F_CRIT] = "crit", [F_EXP] = "exp", [F_NBF] = "nbf",
-	[F_AUD] = "aud", [F_ORG] = "org_id"
+	[F_AUD] = "aud", [F_ORG] = "org_id", [F_SUB] = "sub"
 };
 
 static CALLBACK
@@ -101,6 +102,29 @@ on_field_start(void *state, char *fname, bool isnull)
 	DONE;
 }
 
+/*
+ * The sub claim, kept to name the caller in audit lines: copied when it is a
+ * string of at most JWT_SUB_MAX characters from [A-Za-z0-9._@:+-], else "?".
+ */
+static void
+read_sub(Claims *c, const char *token, JsonTokenType type)
+{
+	size_t		len = strlen(token);
+
+	strcpy(c->sub, "?");
+	if (type != JSON_TOKEN_STRING || len == 0 || len > JWT_SUB_MAX)
+		return;
+	for (size_t i = 0; i < len; i++)
+	{
+		char		ch = token[i];
+
+		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+			  strchr("._@:+-", ch) != NULL))
+			return;
+	}
+	memcpy(c->sub, token, len + 1);
+}
+
 static void
 read_scalar(Claims *c, Field f, const char *token, JsonTokenType type)
 {
@@ -125,6 +149,9 @@ read_scalar(Claims *c, Field f, const char *token, JsonTokenType type)
 		case F_ORG:
 			c->org_ok = (type == JSON_TOKEN_STRING &&
 						 uuid_parse(token, strlen(token), c->org));
+			break;
+		case F_SUB:
+			read_sub(c, token, type);
 			break;
 		default:
 			break;
@@ -231,7 +258,7 @@ signature_valid(const char *token, size_t signed_len, const char *sig, size_t si
 
 bool
 jwt_verify(const char *token, size_t len, const char *secret, size_t secret_len,
-		   const char *audience, double now, unsigned char *org)
+		   const char *audience, double now, unsigned char *org, char *sub)
 {
 	const char *dot1 = memchr(token, '.', len);
 	const char *dot2 = dot1 ? memchr(dot1 + 1, '.', len - (dot1 + 1 - token)) : NULL;
@@ -261,5 +288,7 @@ jwt_verify(const char *token, size_t len, const char *secret, size_t secret_len,
 	if (!payload.org_ok)
 		return false;
 	memcpy(org, payload.org, JWT_ORG_BYTES);
+	if (sub)
+		strcpy(sub, payload.sub);
 	return true;
 }

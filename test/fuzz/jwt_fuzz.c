@@ -50,20 +50,20 @@ check_signed(const unsigned char *data, size_t size)
 	token[signed_len] = '.';
 	strcpy(token + signed_len + 1, sig);
 
-	if (jwt_verify(token, strlen(token), secret, strlen(secret), NULL, 1.0e9, org))
+	if (jwt_verify(token, strlen(token), secret, strlen(secret), NULL, 1.0e9, org, NULL))
 	{
 		unsigned char again[16];
 		size_t		last = strlen(token) - 1;
 
 		/* Deterministic, and the signature really counts. */
-		if (!jwt_verify(token, strlen(token), secret, strlen(secret), NULL, 1.0e9, again) ||
+		if (!jwt_verify(token, strlen(token), secret, strlen(secret), NULL, 1.0e9, again, NULL) ||
 			memcmp(org, again, sizeof(org)) != 0)
 			abort();
 		token[last] = (token[last] == 'A') ? 'B' : 'A';
-		if (jwt_verify(token, strlen(token), secret, strlen(secret), NULL, 1.0e9, again))
+		if (jwt_verify(token, strlen(token), secret, strlen(secret), NULL, 1.0e9, again, NULL))
 			abort();
 		token[last - 2] = '\0';
-		if (jwt_verify(token, strlen(token), secret, strlen(secret), NULL, 1.0e9, again))
+		if (jwt_verify(token, strlen(token), secret, strlen(secret), NULL, 1.0e9, again, NULL))
 			abort();
 	}
 	free(h);
@@ -91,7 +91,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		memcpy(token, data + 1, size - 1);
 		token[size - 1] = '\0';
-		(void) jwt_verify(token, size - 1, secret, strlen(secret), "aud", 1.0e9, org);
+		(void) jwt_verify(token, size - 1, secret, strlen(secret), "aud", 1.0e9, org, NULL);
 		free(token);
 	}
 	return 0;
