@@ -71,3 +71,83 @@ COMMENT ON FUNCTION sdr_creds.act_as(uuid) IS
   'trusted services only: sets the org context for the calling role; EXECUTE on this function is the trusted-service right';
 COMMENT ON FUNCTION sdr_creds.rotate_keys(integer) IS
   're-encrypts up to batch_size credentials under the newest key and sealed format; call until remaining = 0';
+
+-- ---------------------------------------------------------------------------
+-- Usage statistics (shared memory)
+--
+-- Kept in shared memory by the library (src/usage.c) when it is in
+-- shared_preload_libraries, as pg_stat_statements does; empty otherwise.
+-- sdr_creds.usage_max (server start) sizes each table; the least recently
+-- used entries are evicted when one is full. The statistics start empty at
+-- each server start (they are not saved) and pg_stat_reset() leaves them;
+-- sdr_creds.usage_reset() empties them. Who sees what is decided in C: a
+-- role with an org context (after authenticate*() or act_as()) sees only its
+-- org's usage and no failed authentications; otherwise superusers and
+-- members of pg_read_all_stats see everything and other roles nothing (the
+-- org context belongs to the backend: the functions are PARALLEL RESTRICTED).
+
+CREATE FUNCTION sdr_creds.usage_entries(
+        OUT org_id uuid, OUT principal text, OUT action text, OUT calls bigint,
+        OUT failures bigint, OUT first_at timestamptz, OUT last_at timestamptz,
+        OUT last_client text)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'sdr_creds_usage_entries'
+    LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION sdr_creds.usage_entries() IS
+  'API calls per org, principal and action since the server started or usage_reset(), as the caller may see them';
+
+CREATE FUNCTION sdr_creds.auth_failure_entries(
+        OUT key_prefix text, OUT client text, OUT failures bigint,
+        OUT last_at timestamptz, OUT last_reason text)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'sdr_creds_auth_failure_entries'
+    LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION sdr_creds.auth_failure_entries() IS
+  'failed authentications per key prefix (or unknown / jwt) and client since the server started or usage_reset(); superusers and pg_read_all_stats only, without an org context';
+
+CREATE VIEW sdr_creds.usage AS SELECT * FROM sdr_creds.usage_entries();
+COMMENT ON VIEW sdr_creds.usage IS
+  'API calls per org, principal (key:<id>, jwt:<sub>, service:<role>) and action: calls, failures (4xx after authentication), first and last time, last client; in shared memory, reset at server start';
+
+CREATE VIEW sdr_creds.auth_failures AS SELECT * FROM sdr_creds.auth_failure_entries();
+COMMENT ON VIEW sdr_creds.auth_failures IS
+  'failed authentications per key prefix (or unknown / jwt) and client: count, last time and reason; in shared memory, reset at server start';
+
+CREATE FUNCTION sdr_creds.usage_reset() RETURNS void
+    AS 'MODULE_PATHNAME', 'sdr_creds_usage_reset'
+    LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION sdr_creds.usage_reset() IS
+  'empties sdr_creds.usage and sdr_creds.auth_failures (superusers, or roles granted EXECUTE)';
+
+REVOKE ALL ON FUNCTION sdr_creds.usage_entries(), sdr_creds.auth_failure_entries(),
+    sdr_creds.usage_reset() FROM PUBLIC;
+REVOKE ALL ON sdr_creds.usage, sdr_creds.auth_failures FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sdr_creds.usage_entries(), sdr_creds.auth_failure_entries()
+    TO pg_read_all_stats;
+GRANT SELECT ON sdr_creds.usage, sdr_creds.auth_failures TO pg_read_all_stats;
+
+-- list_api_keys() adds each key's last use, from the statistics above (no
+-- row is written per request): NULL when unused since the server started.
+DROP FUNCTION sdr_creds.list_api_keys(uuid);
+CREATE FUNCTION sdr_creds.list_api_keys(org_id uuid DEFAULT NULL)
+    RETURNS TABLE (id uuid, org_id uuid, name text, prefix text, created_at timestamptz,
+                   expires_at timestamptz, revoked_at timestamptz,
+                   last_used_at timestamptz, last_used_from text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+        WITH last_use AS (
+            SELECT DISTINCT ON (u.principal) u.principal, u.last_at, u.last_client
+              FROM sdr_creds.usage_entries() u
+             WHERE u.principal LIKE 'key:%'
+             ORDER BY u.principal, u.last_at DESC)
+        SELECT k.id, k.org_id, k.name, k.prefix, k.created_at, k.expires_at, k.revoked_at,
+               l.last_at, l.last_client
+          FROM sdr_creds.api_keys k
+          LEFT JOIN last_use l ON l.principal = 'key:' || k.id::text
+         WHERE $1 IS NULL OR k.org_id = $1
+         ORDER BY k.created_at, k.id
+    $$;
+REVOKE ALL ON FUNCTION sdr_creds.list_api_keys(uuid) FROM PUBLIC;
+COMMENT ON FUNCTION sdr_creds.list_api_keys(uuid) IS
+  'API keys (display prefix only), of one org or of all, with their last use (time and client) since the server started';

@@ -24,6 +24,7 @@
  */
 #include "api_keys.h"
 
+#include <ctype.h>
 #include <sodium.h>
 
 #include "access/genam.h"
@@ -35,6 +36,7 @@
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "json.h"
+#include "monitor.h"
 #include "redact.h"
 #include "statements.h"
 #include "utils/builtins.h"
@@ -62,6 +64,7 @@ typedef struct CachedKey
 {
 	unsigned char hash[API_KEY_HASH_BYTES];
 	pg_uuid_t	org;
+	pg_uuid_t	id;
 	TimestampTz expires_at;		/* DT_NOEND if none */
 } CachedKey;
 
@@ -107,7 +110,7 @@ key_cache_watch(void)
 }
 
 static void
-key_cache_add(const unsigned char *hash, const pg_uuid_t *org, TimestampTz expires_at)
+key_cache_add(const unsigned char *hash, const CachedKey *row)
 {
 	HASHCTL		ctl = {.keysize = API_KEY_HASH_BYTES, .entrysize = sizeof(CachedKey)};
 	CachedKey  *k;
@@ -120,16 +123,17 @@ key_cache_add(const unsigned char *hash, const pg_uuid_t *org, TimestampTz expir
 	if (key_cache == NULL)
 		key_cache = hash_create("sdr_creds API keys", 64, &ctl, HASH_ELEM | HASH_BLOBS);
 	k = hash_search(key_cache, hash, HASH_ENTER, NULL);
-	k->org = *org;
-	k->expires_at = expires_at;
+	k->org = row->org;
+	k->id = row->id;
+	k->expires_at = row->expires_at;
 }
 
 /*
- * Reads an API key's row by hash with a fresh snapshot: true, with *org and
- * *expires_at, if it exists and is not revoked (expiry is the caller's).
+ * Reads an API key's row by hash with a fresh snapshot into *row (org, id,
+ * expires_at): KEY_VALID, KEY_UNKNOWN or KEY_REVOKED (expiry is the caller's).
  */
-static bool
-api_key_read(const unsigned char *hash, pg_uuid_t *org, TimestampTz *expires_at)
+static KeyCheck
+api_key_read(const unsigned char *hash, CachedKey *row)
 {
 	Relation	rel = table_open(sdr_relid(REL_API_KEYS), AccessShareLock);
 	Relation	idx = index_open(sdr_relid(REL_API_KEYS_BY_HASH), AccessShareLock);
@@ -138,7 +142,7 @@ api_key_read(const unsigned char *hash, pg_uuid_t *org, TimestampTz *expires_at)
 	ScanKeyData skey;
 	IndexScanDesc scan;
 	bool		isnull;
-	bool		found = false;
+	KeyCheck	found = KEY_UNKNOWN;
 
 	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   idx->rd_indcollation[0], F_BYTEAEQ, PointerGetDatum(hash_bytea(hash)));
@@ -146,15 +150,13 @@ api_key_read(const unsigned char *hash, pg_uuid_t *org, TimestampTz *expires_at)
 	index_rescan(scan, &skey, 1, NULL, 0);
 	if (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
-		(void) slot_getattr(slot, AK_REVOKED_AT, &isnull);
-		if (isnull)
-		{
-			Datum		d = slot_getattr(slot, AK_EXPIRES_AT, &isnull);
+		Datum		d = slot_getattr(slot, AK_EXPIRES_AT, &isnull);
 
-			*expires_at = isnull ? DT_NOEND : DatumGetTimestampTz(d);
-			*org = *DatumGetUUIDP(slot_getattr(slot, AK_ORG_ID, &isnull));
-			found = true;
-		}
+		row->expires_at = isnull ? DT_NOEND : DatumGetTimestampTz(d);
+		row->org = *DatumGetUUIDP(slot_getattr(slot, AK_ORG_ID, &isnull));
+		row->id = *DatumGetUUIDP(slot_getattr(slot, AK_ID, &isnull));
+		(void) slot_getattr(slot, AK_REVOKED_AT, &isnull);
+		found = isnull ? KEY_VALID : KEY_REVOKED;
 	}
 	index_endscan(scan);
 	UnregisterSnapshot(snapshot);
@@ -164,34 +166,58 @@ api_key_read(const unsigned char *hash, pg_uuid_t *org, TimestampTz *expires_at)
 	return found;
 }
 
-bool
-api_key_verify(const char *key, pg_uuid_t *org)
+KeyCheck
+api_key_verify(const char *key, pg_uuid_t *org, pg_uuid_t *id)
 {
 	size_t		len = strlen(key);
 	unsigned char hash[API_KEY_HASH_BYTES];
 	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz expires_at;
+	CachedKey	row;
 	CachedKey  *cached;
 	uint64		generation;
+	KeyCheck	check;
 
 	if (len > API_KEY_MAX_BYTES || !has_key_prefix(key))
-		return false;
+		return KEY_UNKNOWN;
 	crypto_hash_sha256(hash, (const unsigned char *) key, len);
 
 	key_cache_watch();
 	AcceptInvalidationMessages();
 	cached = key_cache ? hash_search(key_cache, hash, HASH_FIND, NULL) : NULL;
 	if (cached)
+		row = *cached;
+	else
 	{
-		*org = cached->org;
-		return cached->expires_at > now;
+		generation = key_cache_generation;
+		check = api_key_read(hash, &row);
+		if (check != KEY_VALID)
+			return check;
+		if (generation == key_cache_generation && row.expires_at > now)
+			key_cache_add(hash, &row);
 	}
-	generation = key_cache_generation;
-	if (!api_key_read(hash, org, &expires_at) || expires_at <= now)
-		return false;
-	if (generation == key_cache_generation)
-		key_cache_add(hash, org, expires_at);
-	return true;
+	if (row.expires_at <= now)
+		return KEY_EXPIRED;
+	*org = row.org;
+	*id = row.id;
+	return KEY_VALID;
+}
+
+void
+api_key_prefix(const char *key, char *out, size_t size)
+{
+	size_t		n = 0;
+
+	if (has_key_prefix(key))
+		while (n < API_KEY_PREFIX_CHARS && n + 1 < size && key[n] != '\0' &&
+			   (key[n] == '_' || key[n] == '-' || isalnum((unsigned char) key[n])))
+			n++;
+	if (n < API_KEY_PREFIX_CHARS)
+		strlcpy(out, "unknown", size);
+	else
+	{
+		memcpy(out, key, n);
+		out[n] = '\0';
+	}
 }
 
 /* Makes a new key (API_KEY_CHARS + 1 bytes with its NUL) and its hash. */
@@ -266,9 +292,12 @@ sdr_creds_create_api_key(PG_FUNCTION_ARGS)
 	char		nulls[6] = "     n";
 	text	   *result;
 
+	monitor_call_begin(ACT_CREATE_API_KEY);
+	monitor_call_as_admin();
 	if (PG_ARGISNULL(0))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("org_id must not be null")));
 	org = PG_GETARG_UUID_P(0);
+	monitor_call_org(org);
 	check_new_key_args(env, name, expires_at);
 	redact_activity();
 	api_key_generate(env, key, hash);
@@ -288,7 +317,29 @@ sdr_creds_create_api_key(PG_FUNCTION_ARGS)
 
 	result = api_key_json(&id, org, name, key, expires_at);
 	sodium_memzero(key, sizeof(key));
+	monitor_call_key(&id);
+	monitor_call_end();
 	PG_RETURN_TEXT_P(result);
+}
+
+/* An UPDATE that revoked a key, however it was made, is reported (monitor.c). */
+static void
+report_revocation(TriggerData *trigdata)
+{
+	TupleDesc	desc = RelationGetDescr(trigdata->tg_relation);
+	bool		was_null;
+	bool		is_null;
+	bool		isnull;
+
+	(void) heap_getattr(trigdata->tg_trigtuple, AK_REVOKED_AT, desc, &was_null);
+	(void) heap_getattr(trigdata->tg_newtuple, AK_REVOKED_AT, desc, &is_null);
+	if (!was_null || is_null)
+		return;
+	monitor_call_begin(ACT_REVOKE_API_KEY);
+	monitor_call_as_admin();
+	monitor_call_org(DatumGetUUIDP(heap_getattr(trigdata->tg_newtuple, AK_ORG_ID, desc, &isnull)));
+	monitor_call_key(DatumGetUUIDP(heap_getattr(trigdata->tg_newtuple, AK_ID, desc, &isnull)));
+	monitor_call_end();
 }
 
 /*
@@ -306,5 +357,7 @@ sdr_creds_api_keys_changed(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("sdr_creds.api_keys_changed() must be called as a trigger")));
 	CacheInvalidateRelcache(trigdata->tg_relation);
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		report_revocation(trigdata);
 	return PointerGetDatum(TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ? trigdata->tg_trigtuple : NULL);
 }

@@ -11,47 +11,80 @@
 #include "api_keys.h"
 #include "json.h"
 #include "jwt.h"
+#include "monitor.h"
 #include "redact.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
+/* A failed authentication: reported (monitor.c) with what is known, then PT401. */
 static void pg_attribute_noreturn()
-unauthorized(void)
+unauthorized(const char *principal, const char *key_prefix, const char *reason)
 {
+	monitor_auth_failed(principal, key_prefix, reason);
 	SDR_ERROR("401", MSG_UNAUTHORIZED);
 }
 
+/* An API key; principal receives "key:<its id>". */
 static void
-api_key_authenticate(const char *key, pg_uuid_t *org)
+api_key_authenticate(const char *key, pg_uuid_t *org, char *principal)
 {
-	if (!api_key_verify(key, org))
-		unauthorized();
+	static const char *const reasons[] = {
+		[KEY_UNKNOWN] = "unknown_key", [KEY_REVOKED] = "revoked", [KEY_EXPIRED] = "expired"
+	};
+	pg_uuid_t	id;
+	KeyCheck	check = api_key_verify(key, org, &id);
+
+	if (check != KEY_VALID)
+	{
+		char		prefix[KEY_PREFIX_MAX];
+		char		who[PRINCIPAL_MAX];
+
+		/* "sk_" left out of the log line: a key-shaped string there would be withheld */
+		api_key_prefix(key, prefix, sizeof(prefix));
+		snprintf(who, sizeof(who), "key-prefix:%s", strncmp(prefix, "sk_", 3) == 0 ? prefix + 3 : prefix);
+		unauthorized(who, prefix, reasons[check]);
+	}
+	snprintf(principal, PRINCIPAL_MAX, "key:%s",
+			 DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&id))));
 }
 
+/* A JWT; principal receives "jwt:<its sub>" ("jwt:-" without one). */
 static void
-jwt_authenticate(const char *token, pg_uuid_t *org)
+jwt_authenticate(const char *token, pg_uuid_t *org, char *principal)
 {
 	const char *secret = sdr_jwt_secret;
 	size_t		secret_len = secret ? strlen(secret) : 0;
+	char		sub[JWT_SUB_MAX + 1];
 
 	if (secret_len < JWT_SECRET_MIN_BYTES)
 		ereport(DEBUG1, (errmsg("sdr_creds: JWT refused: sdr_creds.jwt_secret is unset or shorter than %d bytes",
 								JWT_SECRET_MIN_BYTES)));
 	if (!jwt_verify(token, strlen(token), secret, secret_len, sdr_jwt_audience,
-					(double) time(NULL), org->data))
-		unauthorized();
+					(double) time(NULL), org->data, sub))
+		unauthorized("jwt:-", "jwt", "invalid_jwt");
+	snprintf(principal, PRINCIPAL_MAX, "jwt:%s", sub[0] ? sub : "-");
+}
+
+/* Sets the caller's context to the authenticated org, and reports it. */
+static void
+authenticated(const pg_uuid_t *org, Oid caller, const char *principal)
+{
+	org_context_set(org, caller, principal);
+	monitor_authenticated(org, principal);
 }
 
 /* An API key (sk_live_/sk_test_) or a JWT; the context is the caller's. */
 void
 authenticate_credential(const char *credential, pg_uuid_t *org, Oid caller)
 {
+	char		principal[PRINCIPAL_MAX];
+
 	redact_activity();
 	if (strncmp(credential, "sk_", 3) == 0)
-		api_key_authenticate(credential, org);
+		api_key_authenticate(credential, org, principal);
 	else
-		jwt_authenticate(credential, org);
-	org_context_set(org, caller);
+		jwt_authenticate(credential, org, principal);
+	authenticated(org, caller, principal);
 }
 
 /* X-API-Key wins when both are given; Authorization must be "Bearer <jwt>". */
@@ -59,20 +92,22 @@ void
 authenticate_headers(const char *x_api_key, const char *authorization, pg_uuid_t *org,
 					 Oid caller)
 {
+	char		principal[PRINCIPAL_MAX];
+
 	redact_activity();
 	if (x_api_key != NULL)
-		api_key_authenticate(x_api_key, org);
+		api_key_authenticate(x_api_key, org, principal);
 	else if (authorization != NULL && pg_strncasecmp(authorization, "Bearer ", 7) == 0)
 	{
 		const char *t = authorization + 7;
 
 		while (*t == ' ')
 			t++;
-		jwt_authenticate(t, org);
+		jwt_authenticate(t, org, principal);
 	}
 	else
-		unauthorized();
-	org_context_set(org, caller);
+		unauthorized("-", "unknown", "no_credentials");
+	authenticated(org, caller, principal);
 }
 
 /* A header from PostgREST's request.headers object, or NULL. */
@@ -97,7 +132,7 @@ authenticate_from_request(pg_uuid_t *org, Oid caller)
 		return false;
 	headers = try_parse_jsonb(raw);
 	if (headers == NULL || !JB_ROOT_IS_OBJECT(headers))
-		unauthorized();
+		unauthorized("-", "unknown", "no_credentials");
 	authenticate_headers(header_value(headers, "x-api-key"),
 						 header_value(headers, "authorization"), org, caller);
 	return true;
@@ -109,7 +144,7 @@ require_org(pg_uuid_t *org, Oid caller)
 {
 	if (org_context_get(org, caller) || authenticate_from_request(org, caller))
 		return;
-	unauthorized();
+	unauthorized("-", "unknown", "no_credentials");
 }
 
 /* A text argument as a C string, or NULL. */
@@ -137,13 +172,13 @@ authenticate_call(FunctionCallInfo fcinfo, AuthSource source)
 		char	   *credential = text_arg(fcinfo, 0);
 
 		if (credential == NULL)
-			unauthorized();
+			unauthorized("-", "unknown", "no_credentials");
 		authenticate_credential(credential, org, oc.user);
 	}
 	else if (source == FROM_HEADERS)
 		authenticate_headers(text_arg(fcinfo, 0), text_arg(fcinfo, 1), org, oc.user);
 	else if (!authenticate_from_request(org, oc.user))
-		unauthorized();
+		unauthorized("-", "unknown", "no_credentials");
 	owner_leave(&oc);
 	PG_RETURN_UUID_P(org);
 }

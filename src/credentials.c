@@ -22,6 +22,7 @@
 #include "json.h"
 #include "keyring.h"
 #include "metadata.h"
+#include "monitor.h"
 #include "redact.h"
 #include "mb/pg_wchar.h"
 #include "statements.h"
@@ -304,6 +305,9 @@ store(FunctionCallInfo fcinfo, pg_uuid_t org, text *provider, text *dsn, text *t
 	StringInfoData out;
 
 	redact_activity();
+	if (provider)
+		monitor_call_provider(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider),
+							  provider_is_valid(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider)));
 	metadata = store_validate(provider, dsn, token, metadata);
 	split_metadata(metadata, &plain, &secret);
 	c.plain_metadata = jsonb_text(plain);
@@ -314,6 +318,7 @@ store(FunctionCallInfo fcinfo, pg_uuid_t org, text *provider, text *dsn, text *t
 	SPI_connect();
 	created = store_row(&c, plain);
 	SPI_finish();
+	monitor_call_credential(&id);
 
 	initStringInfo(&out);
 	append_credential_json(&out, &c);
@@ -325,6 +330,27 @@ store(FunctionCallInfo fcinfo, pg_uuid_t org, text *provider, text *dsn, text *t
 	return pair_result(fcinfo, BoolGetDatum(created), PointerGetDatum(json_result(&out)));
 }
 
+/*
+ * Starts an API call: reports it (monitor.c), switches to the owner and
+ * finds the caller's org (PT401 if none).
+ */
+static void
+api_enter(FunctionCallInfo fcinfo, ApiAction action, OwnerContext *oc, pg_uuid_t *org)
+{
+	monitor_call_begin(action);
+	owner_enter(fcinfo, oc);
+	require_org(org, oc->user);
+	monitor_call_org(org);
+}
+
+/* Ends an API call that succeeded. */
+static void
+api_leave(const OwnerContext *oc)
+{
+	owner_leave(oc);
+	monitor_call_end();
+}
+
 PG_FUNCTION_INFO_V1(sdr_creds_store);
 Datum
 sdr_creds_store(PG_FUNCTION_ARGS)
@@ -333,14 +359,13 @@ sdr_creds_store(PG_FUNCTION_ARGS)
 	Datum		result;
 	pg_uuid_t	org;
 
-	owner_enter(fcinfo, &oc);
-	require_org(&org, oc.user);
+	api_enter(fcinfo, ACT_STORE, &oc, &org);
 	result = store(fcinfo, org,
 				   PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
 				   PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1),
 				   PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2),
 				   PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3));
-	owner_leave(&oc);
+	api_leave(&oc);
 	return result;
 }
 
@@ -372,8 +397,7 @@ sdr_creds_store_json(PG_FUNCTION_ARGS)
 	OwnerContext oc;
 	Datum		result;
 
-	owner_enter(fcinfo, &oc);
-	require_org(&org, oc.user);	/* 401 comes before 422 */
+	api_enter(fcinfo, ACT_STORE, &oc, &org);	/* 401 comes before 422 */
 	if (PG_ARGISNULL(0))
 		SDR_ERROR("422", "Request body must be a JSON object");
 	body = try_parse_jsonb(text_to_cstring(PG_GETARG_TEXT_PP(0)));
@@ -389,7 +413,7 @@ sdr_creds_store_json(PG_FUNCTION_ARGS)
 	}
 	result = store(fcinfo, org, body_string(body, "provider", true), body_string(body, "dsn", false),
 				   body_string(body, "access_token", true), metadata);
-	owner_leave(&oc);
+	api_leave(&oc);
 	return result;
 }
 
@@ -439,16 +463,17 @@ sdr_creds_get_by_provider(PG_FUNCTION_ARGS)
 	StringInfoData out;
 	OwnerContext oc;
 
-	owner_enter(fcinfo, &oc);
-	require_org(&org, oc.user);
+	api_enter(fcinfo, ACT_GET_BY_PROVIDER, &oc, &org);
 	if (PG_ARGISNULL(0))
 		SDR_ERROR("422", "provider must not be null");
 	provider = PG_GETARG_TEXT_PP(0);
+	monitor_call_provider(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider),
+						  provider_is_valid(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider)));
 	initStringInfo(&out);
 	if (!provider_is_valid(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider)) ||
 		!append_by_provider(&out, &org, provider))
 		provider_not_found(provider);
-	owner_leave(&oc);
+	api_leave(&oc);
 	PG_RETURN_TEXT_P(json_result(&out));
 }
 
@@ -458,6 +483,7 @@ required_id(FunctionCallInfo fcinfo)
 {
 	if (PG_ARGISNULL(0))
 		SDR_ERROR("422", "id must not be null");
+	monitor_call_credential(PG_GETARG_UUID_P(0));
 	return PG_GETARG_UUID_P(0);
 }
 
@@ -486,8 +512,7 @@ sdr_creds_get(PG_FUNCTION_ARGS)
 	OwnerContext oc;
 	Row			row;
 
-	owner_enter(fcinfo, &oc);
-	require_org(&org, oc.user);
+	api_enter(fcinfo, ACT_GET, &oc, &org);
 	id = required_id(fcinfo);
 	initStringInfo(&out);
 	SPI_connect();
@@ -495,7 +520,7 @@ sdr_creds_get(PG_FUNCTION_ARGS)
 	row = row_of(SPI_tuptable, 0);
 	append_row(&out, &row, true);
 	SPI_finish();
-	owner_leave(&oc);
+	api_leave(&oc);
 	PG_RETURN_TEXT_P(json_result(&out));
 }
 
@@ -511,8 +536,7 @@ sdr_creds_list(PG_FUNCTION_ARGS)
 	uint64		n;
 	OwnerContext oc;
 
-	owner_enter(fcinfo, &oc);
-	require_org(&org, oc.user);
+	api_enter(fcinfo, ACT_LIST, &oc, &org);
 	if (limit < 1 || limit > LIST_MAX)
 		SDR_ERROR("422", "limit must be between 1 and %d", LIST_MAX);
 	if (offset < 0)
@@ -535,7 +559,7 @@ sdr_creds_list(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	appendStringInfoChar(&out, ']');
-	owner_leave(&oc);
+	api_leave(&oc);
 	PG_RETURN_TEXT_P(json_result(&out));
 }
 
@@ -549,8 +573,7 @@ sdr_creds_delete(PG_FUNCTION_ARGS)
 	StringInfoData out;
 	OwnerContext oc;
 
-	owner_enter(fcinfo, &oc);
-	require_org(&org, oc.user);
+	api_enter(fcinfo, ACT_DELETE, &oc, &org);
 	id = required_id(fcinfo);
 	SPI_connect();
 	fetch_owned(id, &org);
@@ -559,7 +582,7 @@ sdr_creds_delete(PG_FUNCTION_ARGS)
 	if (stmt_run(S_CRED_DELETE, args, NULL, false, 0) == 0)
 		id_not_found(id);
 	SPI_finish();
-	owner_leave(&oc);
+	api_leave(&oc);
 
 	initStringInfo(&out);
 	appendStringInfoString(&out, "{\"message\": \"Integration credentials ");
@@ -586,6 +609,8 @@ sdr_creds_rotate_keys(PG_FUNCTION_ARGS)
 	int64		remaining;
 	bool		isnull;
 
+	monitor_call_begin(ACT_ROTATE_KEYS);
+	monitor_call_as_admin();
 	if (batch_size < 1)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("batch_size must be positive")));
@@ -618,5 +643,6 @@ sdr_creds_rotate_keys(PG_FUNCTION_ARGS)
 	stmt_run_for(format, S_ROTATE_REMAINING, args, NULL, false, 1);
 	remaining = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
+	monitor_call_end();
 	return pair_result(fcinfo, Int32GetDatum((int32) n), Int64GetDatum(remaining));
 }

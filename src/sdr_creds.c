@@ -11,6 +11,7 @@
 #include "catalog/pg_proc.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "monitor.h"
 #include "redact.h"
 #include "nodes/pg_list.h"
 #include "utils/memutils.h"
@@ -22,6 +23,14 @@ PG_MODULE_MAGIC;
 char	   *sdr_keyring_file = NULL;
 char	   *sdr_jwt_secret = NULL;
 char	   *sdr_jwt_audience = NULL;
+int			sdr_audit = AUDIT_WRITES;
+
+static const struct config_enum_entry audit_levels[] = {
+	{"none", AUDIT_NONE, false},
+	{"writes", AUDIT_WRITES, false},
+	{"all", AUDIT_ALL, false},
+	{NULL, 0, false}
+};
 
 /*
  * The org context: the org this transaction acts for, and the role that
@@ -47,6 +56,7 @@ typedef struct OrgContext
 	Oid			role;			/* who established it */
 	int			xact_level;		/* subtransaction nesting level that set it */
 	int			call_depth;		/* SECURITY DEFINER call depth that set it */
+	char		principal[PRINCIPAL_MAX];	/* who, for the audit log and statistics */
 } OrgContext;
 
 static OrgContext org_now;
@@ -57,7 +67,7 @@ static fmgr_hook_type prev_fmgr_hook = NULL;
 void		_PG_init(void);
 
 void
-org_context_set(const pg_uuid_t *org, Oid role)
+org_context_set(const pg_uuid_t *org, Oid role, const char *principal)
 {
 	int			level = GetCurrentTransactionNestLevel();
 
@@ -73,6 +83,7 @@ org_context_set(const pg_uuid_t *org, Oid role)
 	org_now.valid = true;
 	org_now.org = *org;
 	org_now.role = role;
+	strlcpy(org_now.principal, principal, sizeof(org_now.principal));
 	org_now.xact_level = level;
 	org_now.call_depth = call_depth;
 }
@@ -85,6 +96,12 @@ org_context_get(pg_uuid_t *org, Oid role)
 	if (org)
 		*org = org_now.org;
 	return true;
+}
+
+const char *
+org_context_principal(void)
+{
+	return org_now.valid ? org_now.principal : "-";
 }
 
 /* Goes back to the state the current one replaced. */
@@ -118,6 +135,7 @@ org_xact_end(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			org_context_reset();
+			monitor_reset();
 			break;
 		default:
 			break;
@@ -206,6 +224,12 @@ _PG_init(void)
 							   "When set, JWTs must carry this aud claim.",
 							   NULL, &sdr_jwt_audience, NULL, PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
+	DefineCustomEnumVariable("sdr_creds.audit",
+							 "Which API calls write an audit line to the server log.",
+							 "none; writes (stores, deletes, key administration, and every failed "
+							 "authentication or cross-org access); all (also every read).",
+							 &sdr_audit, AUDIT_WRITES, audit_levels, PGC_SUSET, 0, NULL, NULL, NULL);
+	usage_init();
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("sdr_creds");
 #else
@@ -271,10 +295,12 @@ Datum
 sdr_creds_act_as(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t  *org;
+	char		principal[PRINCIPAL_MAX];
 
 	if (PG_ARGISNULL(0))
 		SDR_ERROR("422", "org_id must not be null");
 	org = PG_GETARG_UUID_P(0);
-	org_context_set(org, GetUserId());
+	snprintf(principal, sizeof(principal), "service:%s", GetUserNameFromId(GetUserId(), false));
+	org_context_set(org, GetUserId(), principal);
 	PG_RETURN_UUID_P(org);
 }

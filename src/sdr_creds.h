@@ -19,16 +19,28 @@
 extern char *sdr_keyring_file;
 extern char *sdr_jwt_secret;
 extern char *sdr_jwt_audience;
+extern int	sdr_audit;			/* sdr_creds.audit */
+
+typedef enum
+{
+	AUDIT_NONE, AUDIT_WRITES, AUDIT_ALL
+} AuditLevel;
 
 /*
  * Errors the API raises carry SQLSTATE PTxyz, xyz being the HTTP status, as
  * PostgREST does. errhidestmt keeps the statement (which may hold a token)
- * out of the server log.
+ * out of the server log. The call in progress is reported as failed with
+ * that status first (monitor.c: audit log, usage statistics).
  */
 #define SDR_ERROR(status, ...) \
-	ereport(ERROR, \
-			(errcode(MAKE_SQLSTATE('P', 'T', (status)[0], (status)[1], (status)[2])), \
-			 errmsg(__VA_ARGS__), errhidestmt(true)))
+	do { \
+		monitor_call_failed(status); \
+		ereport(ERROR, \
+				(errcode(MAKE_SQLSTATE('P', 'T', (status)[0], (status)[1], (status)[2])), \
+				 errmsg(__VA_ARGS__), errhidestmt(true))); \
+	} while (0)
+
+extern void monitor_call_failed(const char *status);
 
 /*
  * Statements the extension runs name every schema, function and operator, so
@@ -43,8 +55,11 @@ extern char *sdr_jwt_audience;
  * authenticated, undone by a subtransaction abort or a SECURITY DEFINER
  * function's return, cleared at transaction end.
  */
-extern void org_context_set(const pg_uuid_t *org, Oid role);
+extern void org_context_set(const pg_uuid_t *org, Oid role, const char *principal);
 extern bool org_context_get(pg_uuid_t *org, Oid role);
+
+/* Who established the current org context ("key:<id>", "jwt:<sub>", "service:<role>"), or "-". */
+extern const char *org_context_principal(void);
 
 /* Running a call with its owner's privileges (sdr_creds.c) */
 typedef struct OwnerContext

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Usage statistics in shared memory under load and at their size limit:
+# 16 concurrent clients x 1000 calls give exact counts; with
+# sdr_creds.usage_max at its minimum, more distinct principals (and failing
+# key prefixes) than the tables hold keep the most recently used ones and
+# never more entries than the maximum; a restart empties the statistics.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+db=sdr_usage
+org=00000000-0000-4000-8000-0000000000f1
+fresh_db "$db"
+
+# 1. Exact counts under concurrency: each transaction authenticates and reads.
+key=$(q -d "$db" -c "SELECT sdr_creds.create_api_key('$org', 'usage load') ->> 'key'")
+key_id=$(q -d "$db" -c "SELECT id FROM sdr_creds.api_keys WHERE org_id = '$org'")
+q -d "$db" -c "BEGIN; SELECT sdr_creds.act_as('$org');
+  SELECT sdr_creds.store('crm', NULL, 'made-up-usage-token', '{}'); COMMIT;" >/dev/null
+script="$SDR_CLUSTER_DIR/usage.pgbench"
+(umask 077; cat > "$script" <<PGB
+BEGIN;
+SELECT sdr_creds.authenticate('$key') IS NOT NULL;
+SELECT sdr_creds.get_by_provider('crm') IS NOT NULL;
+COMMIT;
+PGB
+)
+unset key
+q -d "$db" -c "SELECT sdr_creds.usage_reset()" >/dev/null
+pgbench -n -M prepared -c 16 -j 4 -t 1000 -f "$script" "$db" >"$SDR_CLUSTER_DIR/usage.out" 2>&1
+rc=$?
+rm -f "$script"
+counts=$(q -d "$db" -c "SELECT string_agg(action || '=' || calls || '/' || failures || '@' || last_client, ' ' ORDER BY action)
+                          FROM sdr_creds.usage WHERE principal = 'key:$key_id' AND org_id = '$org'")
+check "usage: 16 clients x 1000 calls, pgbench succeeded" [ "$rc" = 0 ]
+check "usage: exact counts under concurrency (authenticate and get_by_provider 16000 each, no failure)" \
+  [ "$counts" = "authenticate=16000/0@local get_by_provider=16000/0@local" ]
+[ "$counts" = "authenticate=16000/0@local get_by_provider=16000/0@local" ] || echo "# got: $counts"
+
+# 2. Eviction at the size limit (sdr_creds.usage_max = 100, its minimum).
+q -c "ALTER SYSTEM SET sdr_creds.usage_max = 100" >/dev/null
+test/cluster.sh restart "$SDR_CLUSTER_DIR"
+check "usage: sdr_creds.usage_max set to 100 by a restart" [ "$(q -d "$db" -c "SHOW sdr_creds.usage_max")" = 100 ]
+check "usage: a restart empties the statistics" \
+  [ "$(q -d "$db" -c "SELECT (SELECT count(*) FROM sdr_creds.usage) + (SELECT count(*) FROM sdr_creds.auth_failures)")" = 0 ]
+# 150 keys, each authenticated once in order: 150 distinct principals.
+q -d "$db" -c "CREATE TABLE usage_keys AS
+  SELECT n, sdr_creds.create_api_key('$org', 'usage ' || n) ->> 'key' AS key FROM generate_series(1, 150) n;
+  ALTER TABLE usage_keys ADD COLUMN id uuid;
+  UPDATE usage_keys u SET id = k.id FROM sdr_creds.api_keys k WHERE k.key_hash = sha256(convert_to(u.key, 'UTF8'));
+  SELECT sdr_creds.usage_reset()" >/dev/null
+q -d "$db" -c "DO \$\$ DECLARE r record; BEGIN
+  FOR r IN SELECT key FROM usage_keys ORDER BY n LOOP PERFORM sdr_creds.authenticate(r.key); END LOOP; END \$\$" >/dev/null
+usage_state() {   # entries, of which the newest 90 keys, and whether key 1 is still there
+  q -d "$db" -c "SELECT (SELECT count(*) FROM sdr_creds.$1) || ' '
+    || (SELECT count(*) FROM usage_keys u JOIN sdr_creds.$1 s ON $2 WHERE u.n > 60) || ' '
+    || (SELECT count(*) FROM usage_keys u JOIN sdr_creds.$1 s ON $2 WHERE u.n = 1)"
+}
+read -r entries newest oldest <<<"$(usage_state usage "s.principal = 'key:' || u.id")"
+check "usage: 150 principals in a table of 100 keep at most 100 entries (got $entries)" [ "$entries" -le 100 -a "$entries" -ge 90 ]
+check "usage: eviction keeps the 90 most recently used principals" [ "$newest" = 90 ]
+check "usage: eviction drops the least recently used principal" [ "$oldest" = 0 ]
+# The same for failed authentications: 150 revoked keys, each a distinct prefix.
+q -d "$db" -c "UPDATE sdr_creds.api_keys SET revoked_at = now() WHERE id IN (SELECT id FROM usage_keys)" >/dev/null
+q -d "$db" -c "DO \$\$ DECLARE r record; BEGIN
+  FOR r IN SELECT key FROM usage_keys ORDER BY n LOOP
+    BEGIN PERFORM sdr_creds.authenticate(r.key); EXCEPTION WHEN OTHERS THEN NULL; END;
+  END LOOP; END \$\$" >/dev/null
+read -r entries newest oldest <<<"$(usage_state auth_failures \
+  "s.key_prefix = (SELECT k.prefix FROM sdr_creds.api_keys k WHERE k.id = u.id) AND s.last_reason = 'revoked'")"
+check "usage: 150 failing prefixes in a table of 100 keep at most 100 entries (got $entries)" [ "$entries" -le 100 -a "$entries" -ge 90 ]
+check "usage: failed-authentication eviction keeps the 90 most recent prefixes" [ "$newest" = 90 ]
+check "usage: failed-authentication eviction drops the oldest prefix" [ "$oldest" = 0 ]
+
+q -c "ALTER SYSTEM RESET sdr_creds.usage_max" >/dev/null
+test/cluster.sh restart "$SDR_CLUSTER_DIR"
+check "usage: sdr_creds.usage_max back to its default" [ "$(q -d "$db" -c "SHOW sdr_creds.usage_max")" = 1000 ]
+dropdb "$db"
+exit $((failures > 0))
