@@ -48,8 +48,8 @@ key=$(psql -XAtq -d bench -c "SELECT sdr_creds.create_api_key('$org', 'bench') -
 
 # Interleaved rounds, median of each: the machine's noise hits both alike.
 rounds=${BENCH_ROUNDS:-3}
-run_pgbench() {
-  pgbench -n -M prepared -c 8 -j 2 -T "$secs" -U bench_app -D key="$key" -f "test/bench/$1.pgbench" bench 2>&1 |
+run_pgbench() {  # NAME[_audited]: test/bench/NAME.pgbench, results in $work/NAME[_audited].tps
+  pgbench -n -M prepared -c 8 -j 2 -T "$secs" -U bench_app -D key="$key" -f "test/bench/${1%_audited}.pgbench" bench 2>&1 |
     sed -n 's/^tps = \([0-9.]*\) .*/\1/p' >> "$work/$1.tps"
 }
 median() { sort -n "$1" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -58,6 +58,16 @@ plain=$(median "$work/plain_select.tps"); creds=$(median "$work/get_by_provider.
 ratio=$(awk -v a="$creds" -v b="$plain" 'BEGIN { printf "%.2f", a / b }')
 echo "in-database (median of $rounds interleaved ${secs} s rounds): get_by_provider with API-key auth + decryption ${creds} tps; plaintext JSON point select ${plain} tps"
 echo "  ratio ${ratio} (target >= 0.85)"
+
+# The same with every call audited (sdr_creds.audit = all: one log line per call)
+# and the usage statistics on, against the plaintext figure above.
+psql -Xq -c "ALTER SYSTEM SET sdr_creds.audit = 'all'" -c "SELECT pg_reload_conf()" >/dev/null
+until [ "$(psql -XAtq -d bench -c "SHOW sdr_creds.audit")" = all ]; do sleep 0.05; done
+for _ in $(seq "$rounds"); do run_pgbench get_by_provider_audited; done
+audited=$(median "$work/get_by_provider_audited.tps")
+aratio=$(awk -v a="$audited" -v b="$plain" 'BEGIN { printf "%.2f", a / b }')
+echo "in-database with sdr_creds.audit = all: ${audited} tps, ratio ${aratio} (target >= 0.85)"
+psql -Xq -c "ALTER SYSTEM RESET sdr_creds.audit" -c "SELECT pg_reload_conf()" >/dev/null
 
 server=src/server/sdr_creds_server
 if [ -x "$server" ] && command -v wrk >/dev/null; then
