@@ -62,6 +62,18 @@ provider_is_valid(const char *p, size_t len)
 	return true;
 }
 
+/* Whether provider is a valid name; tells the call in progress which provider it asks for. */
+static bool
+provider_checked(text *provider)
+{
+	const char *p = VARDATA_ANY(provider);
+	size_t		len = VARSIZE_ANY_EXHDR(provider);
+	bool		valid = provider_is_valid(p, len);
+
+	monitor_call_provider(p, len, valid);
+	return valid;
+}
+
 /*
  * PT404 for a provider, quoted as given: no valid provider is over 64 bytes,
  * so a longer one is cut (at a character boundary) to keep errors and logs
@@ -220,7 +232,7 @@ id_not_found(pg_uuid_t *id)
 static Jsonb *
 store_validate(text *provider, text *dsn, text *token, Jsonb *metadata)
 {
-	if (provider == NULL || !provider_is_valid(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider)))
+	if (provider == NULL || !provider_checked(provider))
 		SDR_ERROR("422", "provider must match ^[a-z0-9][a-z0-9_.-]{0,63}$");
 	if (token == NULL || VARSIZE_ANY_EXHDR(token) == 0)
 		SDR_ERROR("422", "access_token must be a non-empty string");
@@ -305,9 +317,6 @@ store(FunctionCallInfo fcinfo, pg_uuid_t org, text *provider, text *dsn, text *t
 	StringInfoData out;
 
 	redact_activity();
-	if (provider)
-		monitor_call_provider(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider),
-							  provider_is_valid(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider)));
 	metadata = store_validate(provider, dsn, token, metadata);
 	split_metadata(metadata, &plain, &secret);
 	c.plain_metadata = jsonb_text(plain);
@@ -467,11 +476,8 @@ sdr_creds_get_by_provider(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		SDR_ERROR("422", "provider must not be null");
 	provider = PG_GETARG_TEXT_PP(0);
-	monitor_call_provider(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider),
-						  provider_is_valid(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider)));
 	initStringInfo(&out);
-	if (!provider_is_valid(VARDATA_ANY(provider), VARSIZE_ANY_EXHDR(provider)) ||
-		!append_by_provider(&out, &org, provider))
+	if (!provider_checked(provider) || !append_by_provider(&out, &org, provider))
 		provider_not_found(provider);
 	api_leave(&oc);
 	PG_RETURN_TEXT_P(json_result(&out));
