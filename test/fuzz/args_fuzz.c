@@ -31,6 +31,8 @@
 
 #include <libpq-fe.h>
 
+#include "fuzz_db.h"
+
 #define MAX_ROUTINES 256
 #define MAX_ARGS 8
 #define ORG "00000000-0000-4000-8000-0000000000f2"
@@ -82,37 +84,16 @@ exec_value(const char *sql)
 	return v;
 }
 
-static void
-exec_script(const char *sql)
-{
-	PGresult   *r = PQexec(conn, sql);
-
-	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-	{
-		fprintf(stderr, "args_fuzz: set-up failed: %s", PQerrorMessage(conn));
-		abort();
-	}
-	PQclear(r);
-}
-
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	const char *db = getenv("SDR_FUZZ_DB");
-	const char *keys[] = {"dbname", NULL};
-	const char *values[] = {db ? db : "sdr_fuzz", NULL};
 	PGresult   *r;
 
 	(void) argc;
 	(void) argv;
-	conn = PQconnectdbParams(keys, values, 1);
-	if (PQstatus(conn) != CONNECTION_OK)
-	{
-		fprintf(stderr, "args_fuzz: cannot connect: %s", PQerrorMessage(conn));
-		abort();
-	}
+	conn = fuzz_db_connect("args_fuzz");
 	/* Roles are per cluster: test/fuzz/run.sh drops them at the end. */
-	exec_script(
+	fuzz_db_exec(conn, "args_fuzz",
 				"SET client_min_messages = warning;"
 				"SET statement_timeout = '5s';"
 				"DO $$ BEGIN CREATE ROLE sdr_fuzz_app; EXCEPTION WHEN duplicate_object THEN NULL; END $$;"

@@ -17,37 +17,17 @@
 
 #include <libpq-fe.h>
 
+#include "fuzz_db.h"
+
 static PGconn *conn;
 
 int			LLVMFuzzerInitialize(int *argc, char ***argv);
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void
-exec_ok(const char *sql)
-{
-	PGresult   *r = PQexec(conn, sql);
-
-	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-	{
-		fprintf(stderr, "body_fuzz: %s failed: %s", sql, PQerrorMessage(conn));
-		abort();
-	}
-	PQclear(r);
-}
-
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	const char *db = getenv("SDR_FUZZ_DB");
-	const char *keys[] = {"dbname", NULL};
-	const char *values[] = {db ? db : "sdr_fuzz", NULL};
-
-	conn = PQconnectdbParams(keys, values, 1);
-	if (PQstatus(conn) != CONNECTION_OK)
-	{
-		fprintf(stderr, "body_fuzz: cannot connect: %s", PQerrorMessage(conn));
-		abort();
-	}
+	conn = fuzz_db_connect("body_fuzz");
 	return 0;
 }
 
@@ -66,8 +46,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	body[size] = '\0';
 	params[0] = body;
 
-	exec_ok("BEGIN");
-	exec_ok("SELECT sdr_creds.act_as('00000000-0000-4000-8000-0000000000f1')");
+	fuzz_db_exec(conn, "body_fuzz", "BEGIN");
+	fuzz_db_exec(conn, "body_fuzz", "SELECT sdr_creds.act_as('00000000-0000-4000-8000-0000000000f1')");
 	r = PQexecParams(conn, "SELECT created FROM sdr_creds.store_json($1)", 1, NULL, params,
 					 NULL, NULL, 0);
 	if (PQstatus(conn) != CONNECTION_OK)
@@ -83,7 +63,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	}
 	PQclear(r);
-	exec_ok("ROLLBACK");
+	fuzz_db_exec(conn, "body_fuzz", "ROLLBACK");
 	free(body);
 	return 0;
 }
