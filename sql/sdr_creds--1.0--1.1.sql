@@ -126,6 +126,18 @@ GRANT EXECUTE ON FUNCTION sdr_creds.usage_entries(), sdr_creds.auth_failure_entr
     TO pg_read_all_stats;
 GRANT SELECT ON sdr_creds.usage, sdr_creds.auth_failures TO pg_read_all_stats;
 
+-- The HTTP server passes its peer's address, so audit lines and statistics
+-- name the real client (the backend's own client, the server, follows as
+-- via= in audit lines). Grant it to the server's role only: whoever may call
+-- it chooses the address recorded.
+CREATE FUNCTION sdr_creds.authenticate_headers(x_api_key text, authorization text, client text)
+    RETURNS uuid
+    AS 'MODULE_PATHNAME', 'sdr_creds_authenticate_headers'
+    LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION sdr_creds.authenticate_headers(text, text, text) FROM PUBLIC;
+COMMENT ON FUNCTION sdr_creds.authenticate_headers(text, text, text) IS
+  'authenticate_headers(), recording client (an IP address) as the caller''s address for this transaction';
+
 -- list_api_keys() adds each key's last use, from the statistics above (no
 -- row is written per request): NULL when unused since the server started.
 DROP FUNCTION sdr_creds.list_api_keys(uuid);

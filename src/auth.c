@@ -176,7 +176,11 @@ authenticate_call(FunctionCallInfo fcinfo, AuthSource source)
 		authenticate_credential(credential, org, oc.user);
 	}
 	else if (source == FROM_HEADERS)
+	{
+		if (PG_NARGS() == 3 && !PG_ARGISNULL(2))
+			monitor_set_client(text_arg(fcinfo, 2));
 		authenticate_headers(text_arg(fcinfo, 0), text_arg(fcinfo, 1), org, oc.user);
+	}
 	else if (!authenticate_from_request(org, oc.user))
 		unauthorized("-", "unknown", "no_credentials");
 	owner_leave(&oc);

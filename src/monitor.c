@@ -45,6 +45,22 @@ typedef struct MonitorCall
 
 static MonitorCall call;		/* the API call in progress */
 
+/*
+ * With sdr_creds.audit = all, a successful authentication is written in the
+ * line of the call it authorises (the same principal, in the same
+ * transaction): one line per request. One that no call follows gets its own
+ * line when the next authentication comes or the transaction ends.
+ */
+static struct
+{
+	bool		pending;
+	pg_uuid_t	org;
+	char		principal[PRINCIPAL_MAX];
+}			unlogged_auth;
+
+/* The client address given by the caller (the HTTP server's peer), for this transaction. */
+static char given_client[CLIENT_MAX];
+
 static bool
 is_write(ApiAction action)
 {
@@ -57,7 +73,7 @@ is_write(ApiAction action)
  * socket, "-" for no client. It does not change: found once.
  */
 static const char *
-client_address(void)
+backend_client(void)
 {
 	static char address[CLIENT_MAX];
 
@@ -76,6 +92,28 @@ client_address(void)
 			strlcpy(address, DatumGetCString(DirectFunctionCall1(inet_out, inet)), sizeof(address));
 	}
 	return address;
+}
+
+/* The call's client: the address the caller gave, else the backend's client. */
+static const char *
+client_address(void)
+{
+	return given_client[0] ? given_client : backend_client();
+}
+
+/*
+ * The client an HTTP server passes for its peer, for the rest of the
+ * transaction. Anything but an IPv4 or IPv6 address in text is kept as "?".
+ */
+void
+monitor_set_client(const char *address)
+{
+	size_t		len = strlen(address);
+
+	if (len == 0 || len >= CLIENT_MAX || len > 45 ||
+		strspn(address, "0123456789abcdefABCDEF:.") != len)
+		address = "?";
+	strlcpy(given_client, address, sizeof(given_client));
 }
 
 /* Copies s into out, each character outside [A-Za-z0-9._@:+-] as '?'. */
@@ -119,9 +157,10 @@ audit_line(const char *principal, const char *result, const char *reason)
 	safe_copy(who, sizeof(who), principal);
 	safe_copy(client, sizeof(client), client_address());
 	ereport(LOG,
-			(errmsg_internal("AUDIT: sdr_creds action=%s org=%s principal=%s credential=%s provider=%s result=%s client=%s%s%s",
+			(errmsg_internal("AUDIT: sdr_creds action=%s org=%s principal=%s credential=%s provider=%s result=%s client=%s%s%s%s%s",
 							 api_action_names[call.action], org, who, credential,
 							 call.provider[0] ? call.provider : "-", result, client,
+							 given_client[0] ? " via=" : "", given_client[0] ? backend_client() : "",
 							 reason ? " " : "", reason ? reason : ""),
 			 errhidestmt(true), errhidecontext(true)));
 }
@@ -177,6 +216,35 @@ monitor_call_key(const pg_uuid_t *key_id)
 			 DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(key_id))));
 }
 
+/* Writes the line of an authentication no call has carried yet, if there is one. */
+static void
+flush_unlogged_auth(void)
+{
+	MonitorCall outer;
+
+	if (!unlogged_auth.pending)
+		return;
+	unlogged_auth.pending = false;
+	outer = call;				/* authenticating from request.headers happens inside another call */
+	memset(&call, 0, sizeof(call));
+	call.action = ACT_AUTHENTICATE;
+	monitor_call_org(&unlogged_auth.org);
+	audit_line(unlogged_auth.principal, "ok", NULL);
+	call = outer;
+}
+
+/* The audit line of the call in progress; it carries the authentication before it. */
+static void
+audit_call(const char *result)
+{
+	const char *principal = call_principal();
+
+	if (unlogged_auth.pending && strcmp(unlogged_auth.principal, principal) == 0)
+		unlogged_auth.pending = false;
+	flush_unlogged_auth();
+	audit_line(principal, result, call.detail[0] ? call.detail : NULL);
+}
+
 void
 monitor_call_end(void)
 {
@@ -186,7 +254,7 @@ monitor_call_end(void)
 	if (call.has_org)
 		usage_record(&call.org, call_principal(), call.action, false, client_address());
 	if (sdr_audit == AUDIT_ALL || (sdr_audit == AUDIT_WRITES && is_write(call.action)))
-		audit_line(call_principal(), "ok", call.detail[0] ? call.detail : NULL);
+		audit_call("ok");
 }
 
 void
@@ -199,17 +267,7 @@ monitor_call_failed(const char *status)
 		usage_record(&call.org, call_principal(), call.action, true, client_address());
 	if (sdr_audit == AUDIT_ALL ||
 		(sdr_audit == AUDIT_WRITES && (is_write(call.action) || strcmp(status, "403") == 0)))
-		audit_line(call_principal(), status, call.detail[0] ? call.detail : NULL);
-}
-
-/* Describes an authentication as the call in progress, for its audit line. */
-static void
-describe_authentication(const pg_uuid_t *org)
-{
-	memset(&call, 0, sizeof(call));
-	call.action = ACT_AUTHENTICATE;
-	if (org)
-		monitor_call_org(org);
+		audit_call(status);
 }
 
 void
@@ -218,12 +276,10 @@ monitor_authenticated(const pg_uuid_t *org, const char *principal)
 	usage_record(org, principal, ACT_AUTHENTICATE, false, client_address());
 	if (sdr_audit == AUDIT_ALL)
 	{
-		/* authenticating from request.headers happens inside another call: keep it */
-		MonitorCall outer = call;
-
-		describe_authentication(org);
-		audit_line(principal, "ok", NULL);
-		call = outer;
+		flush_unlogged_auth();
+		unlogged_auth.pending = true;
+		unlogged_auth.org = *org;
+		strlcpy(unlogged_auth.principal, principal, sizeof(unlogged_auth.principal));
 	}
 }
 
@@ -233,7 +289,9 @@ monitor_auth_failed(const char *principal, const char *key_prefix, const char *r
 	char		why[48];
 
 	usage_auth_failure(key_prefix, client_address(), reason);
-	describe_authentication(NULL);
+	flush_unlogged_auth();
+	memset(&call, 0, sizeof(call));
+	call.action = ACT_AUTHENTICATE;
 	if (sdr_audit != AUDIT_NONE)
 	{
 		snprintf(why, sizeof(why), "reason=%s", reason);
@@ -241,8 +299,11 @@ monitor_auth_failed(const char *principal, const char *key_prefix, const char *r
 	}
 }
 
+/* At transaction end: the authentication no call carried is written, the call and client forgotten. */
 void
 monitor_reset(void)
 {
+	flush_unlogged_auth();
 	call.active = false;
+	given_client[0] = '\0';
 }

@@ -32,7 +32,10 @@ extern void monitor_call_end(void);
 extern void monitor_authenticated(const pg_uuid_t *org, const char *principal);
 extern void monitor_auth_failed(const char *principal, const char *key_prefix, const char *reason);
 
-/* Forgets a call left in progress (at transaction end). */
+/* The client address an HTTP server gives for its peer, for the transaction. */
+extern void monitor_set_client(const char *address);
+
+/* At transaction end: writes what is still unwritten, forgets the call and the client. */
 extern void monitor_reset(void);
 
 /*

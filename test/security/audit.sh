@@ -59,6 +59,11 @@ SELECT sdr_creds.authenticate('$revoked');
 SELECT sdr_creds.authenticate('$jwt' || 'x');
 SELECT sdr_creds.get_by_provider('salesforce');
 BEGIN; SELECT sdr_creds.authenticate('$jwt'); SELECT sdr_creds.list(); COMMIT;
+SELECT sdr_creds.authenticate('$key');
+BEGIN; SELECT sdr_creds.authenticate('$jwt'); SELECT sdr_creds.authenticate('$key'); SELECT sdr_creds.list(); ROLLBACK;
+BEGIN; SELECT sdr_creds.authenticate_headers('$key', NULL, '203.0.113.7'); SELECT sdr_creds.get_by_provider('salesforce'); COMMIT;
+SELECT sdr_creds.authenticate_headers('sk_live_${marker}fromhttp', NULL, '2001:db8::7');
+SELECT sdr_creds.authenticate_headers('$key', NULL, '203.0.113.8 x=1');
 SET sdr_creds.audit = 'none';
 SQL
 id=$(q -d "$db" -c "SELECT id FROM sdr_creds.credentials WHERE org_id = '$org' AND provider = 'salesforce'")
@@ -69,21 +74,29 @@ lines=$(tail -c +"$((start + 1))" "$log" | grep -a -o 'AUDIT: sdr_creds .*')
 count() { grep -c -E -- "$1" <<<"$lines"; }
 one() { check "audit: $1" [ "$(count "$2")" = 1 ]; }
 k="principal=key:$key_id"
-check "audit: each of the 7 authentications with the key" \
-  [ "$(count "^AUDIT: sdr_creds action=authenticate org=$org $k credential=- provider=- result=ok client=local$")" = 7 ]
+# of the 11 authentications with the key, two have no call after them in their
+# transaction (the delete over no rows, and the one alone)
+check "audit: an authentication followed by a call is written in the call's line; alone, in its own" \
+  [ "$(count "^AUDIT: sdr_creds action=authenticate org=$org $k credential=- provider=- result=ok client=local$")" = 2 ]
+one "an authentication replaced before any call has its own line" "action=authenticate org=$org principal=jwt:audit-user credential=- provider=- result=ok client=local$"
+one "the HTTP server's client address, with the backend's client as via" \
+  "action=get_by_provider org=$org $k credential=- provider=salesforce result=ok client=203.0.113.7 via=local$"
+one "a failed authentication from a given client" \
+  "action=authenticate org=- principal=key-prefix:live_AUDI .* result=401 client=2001:db8::7 via=local reason=unknown_key$"
+one "a client that is not an address is not written" "action=authenticate org=$org $k .* result=ok client=\\? via=local$"
 one "store: org, key id, credential, provider" "action=store org=$org $k credential=$id provider=salesforce result=ok client=local$"
-one "get_by_provider" "action=get_by_provider org=$org $k credential=- provider=salesforce result=ok"
+one "get_by_provider" "action=get_by_provider org=$org $k credential=- provider=salesforce result=ok client=local$"
 one "get_by_provider not found: 404" "action=get_by_provider org=$org $k credential=- provider=nothing-here result=404"
 one "get of another org's credential: 403" "action=get org=$org $k credential=$other_id provider=- result=403"
 one "get of no such id: 404" "action=get org=$org $k credential=00000000-0000-4000-8000-00000000dead provider=- result=404"
 one "list with a bad limit: 422" "action=list org=$org $k credential=- provider=- result=422"
 one "delete" "action=delete org=$org $k credential=$id provider=- result=ok"
-one "unknown key: 401 with its prefix, not the key" "action=authenticate org=- principal=key-prefix:live_AUDI credential=- provider=- result=401 client=local reason=unknown_key$"
+check "audit: unknown key: 401 with its prefix, not the key" [ "$(count "action=authenticate org=- principal=key-prefix:live_AUDI credential=- provider=- result=401 client=local reason=unknown_key$")" = 1 ]
 one "revoked key: 401" "action=authenticate org=- principal=key-prefix:live_[A-Za-z0-9_-]{4} .* result=401 client=local reason=revoked$"
 one "bad JWT signature: 401" "action=authenticate org=- principal=jwt:- .* result=401 client=local reason=invalid_jwt$"
 one "no credentials: 401" "action=authenticate org=- principal=- .* result=401 client=local reason=no_credentials$"
-one "authenticate with a JWT: its sub" "action=authenticate org=$org principal=jwt:audit-user credential=- provider=- result=ok"
-check "audit: list appears twice (key, then JWT)" [ "$(count "action=list org=$org .* result=ok")" = 2 ]
+one "a call after authenticating with a JWT: its sub" "action=list org=$org principal=jwt:audit-user credential=- provider=- result=ok"
+check "audit: list appears three times (key, JWT, key)" [ "$(count "action=list org=$org .* result=ok")" = 3 ]
 check "audit: nothing secret in the audit lines or the log" not grep -a -q -F -e "$marker" -e "$key" -e "$jwt" -e "$revoked" "$log"
 denied=$(psql -X -d "$db" -U sdr_audit_app -c "SET sdr_creds.audit = 'none'" 2>&1)
 check "audit: the application role cannot turn auditing off" grep -q "permission denied" <<<"$denied"

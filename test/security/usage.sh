@@ -70,6 +70,23 @@ check "usage: 150 failing prefixes in a table of 100 keep at most 100 entries (g
 check "usage: failed-authentication eviction keeps the 90 most recent prefixes" [ "$newest" = 90 ]
 check "usage: failed-authentication eviction drops the oldest prefix" [ "$oldest" = 0 ]
 
+# 3. The client an HTTP server gives for its peer is the one counted, for the
+#    call, the key's last use and failed authentications alike.
+key=$(q -d "$db" -c "SELECT sdr_creds.create_api_key('$org', 'usage client') ->> 'key'")
+q -d "$db" >/dev/null 2>&1 <<SQL
+SELECT sdr_creds.usage_reset();
+BEGIN; SELECT sdr_creds.authenticate_headers('$key', NULL, '198.51.100.9'); SELECT sdr_creds.get_by_provider('crm'); COMMIT;
+SELECT sdr_creds.authenticate_headers('sk_live_made-up-unknown-key', NULL, '2001:db8::9');
+SQL
+unset key
+check "usage: the given client is the call's last client" \
+  [ "$(q -d "$db" -c "SELECT string_agg(action || '@' || last_client, ' ' ORDER BY action) FROM sdr_creds.usage")" = \
+    "authenticate@198.51.100.9 get_by_provider@198.51.100.9" ]
+check "usage: list_api_keys shows the given client as the key's last use" \
+  [ "$(q -d "$db" -c "SELECT last_used_from FROM sdr_creds.list_api_keys('$org') WHERE name = 'usage client'")" = 198.51.100.9 ]
+check "usage: a failed authentication is counted under the given client" \
+  [ "$(q -d "$db" -c "SELECT client || ' ' || last_reason FROM sdr_creds.auth_failures")" = "2001:db8::9 unknown_key" ]
+
 q -c "ALTER SYSTEM RESET sdr_creds.usage_max" >/dev/null
 test/cluster.sh restart "$SDR_CLUSTER_DIR"
 check "usage: sdr_creds.usage_max back to its default" [ "$(q -d "$db" -c "SHOW sdr_creds.usage_max")" = 1000 ]
