@@ -10,7 +10,7 @@ EXTENSION  = sdr_creds
 MODULE_big = sdr_creds
 OBJS       = src/sdr_creds.o src/statements.o src/keyring.o src/crypto.o src/auth.o \
              src/api_keys.o src/jwt.o src/credentials.o src/metadata.o src/json.o src/redact.o \
-             src/monitor.o src/usage.o
+             src/monitor.o src/usage.o src/refresh.o src/oauth_clients.o
 DATA       = sql/sdr_creds--1.0.sql sql/sdr_creds--1.0--1.1.sql
 REGRESS    = setup crypto auth credentials isolation context privileges keyring usage
 REGRESS_OPTS = --dbname=sdr_creds_regress

@@ -163,3 +163,120 @@ CREATE FUNCTION sdr_creds.list_api_keys(org_id uuid DEFAULT NULL)
 REVOKE ALL ON FUNCTION sdr_creds.list_api_keys(uuid) FROM PUBLIC;
 COMMENT ON FUNCTION sdr_creds.list_api_keys(uuid) IS
   'API keys (display prefix only), of one org or of all, with their last use (time and client) since the server started';
+
+-- ---------------------------------------------------------------------------
+-- Token refresh
+--
+-- A credential may carry an expiry: store() takes metadata.expires_in
+-- (seconds from now) or metadata.expires_at (a timestamp or Unix seconds)
+-- and keeps it as plain metadata.expires_at (RFC 3339, UTC) and in the
+-- indexed column expires_at. A credential is refreshable when its secret
+-- metadata holds a refresh_token and it has not been marked
+-- refresh_status = needs_reauthorization.
+--
+-- The refresher (src/refresher/, a process beside the database: backends
+-- never make HTTP calls) claims due credentials with refresh_claim(), which
+-- locks them FOR UPDATE SKIP LOCKED, sends the OAuth refresh request while
+-- holding the lock, and hands the provider's answer to refresh_record() in
+-- the same transaction. Both are granted to no one: grant them to the
+-- refresher's own role (README, Token refresh).
+
+ALTER TABLE sdr_creds.credentials
+    ADD COLUMN expires_at timestamptz,
+    ADD COLUMN refreshable boolean NOT NULL DEFAULT false,
+    ADD COLUMN refresh_failures integer NOT NULL DEFAULT 0,
+    ADD COLUMN refresh_retry_at timestamptz,
+    ADD COLUMN refresh_requested_at timestamptz,
+    ADD COLUMN refresh_error text CHECK (refresh_error ~ '^[a-z0-9_]{1,64}$');
+COMMENT ON COLUMN sdr_creds.credentials.expires_at IS
+  'when the access token expires (the same as metadata.expires_at), or NULL if unknown';
+COMMENT ON COLUMN sdr_creds.credentials.refreshable IS
+  'has a refresh token and does not need re-authorization';
+COMMENT ON COLUMN sdr_creds.credentials.refresh_retry_at IS
+  'after a failed refresh: not before this time (exponential back-off with jitter, Retry-After)';
+COMMENT ON COLUMN sdr_creds.credentials.refresh_requested_at IS
+  'an immediate refresh was asked for (request_refresh) and not yet made';
+COMMENT ON COLUMN sdr_creds.credentials.refresh_error IS
+  'the last refresh failure: invalid_grant, http_500, timeout, malformed_response, ...';
+CREATE INDEX credentials_refresh_due ON sdr_creds.credentials (expires_at) WHERE refreshable;
+CREATE INDEX credentials_refresh_requested ON sdr_creds.credentials (refresh_requested_at)
+    WHERE refresh_requested_at IS NOT NULL;
+
+-- An OAuth client per org and provider: where and how to refresh. The
+-- client secret is sealed like a credential's secrets (XChaCha20-Poly1305),
+-- bound to the row's id, org, provider, key version, token URL, client id,
+-- auth method and scopes: a row whose token_url was changed outside the
+-- extension no longer opens, so the secret is never sent elsewhere.
+CREATE TABLE sdr_creds.oauth_clients (
+    id          uuid PRIMARY KEY,
+    org_id      uuid NOT NULL,
+    provider    text NOT NULL CHECK (provider ~ '^[a-z0-9][a-z0-9_.-]{0,63}$'),
+    token_url   text NOT NULL,
+    client_id   text NOT NULL,
+    auth_method text NOT NULL CHECK (auth_method IN ('client_secret_basic', 'client_secret_post')),
+    scopes      text,
+    secret      bytea NOT NULL,
+    key_version integer NOT NULL CHECK (key_version > 0),
+    created_at  timestamptz NOT NULL,
+    updated_at  timestamptz NOT NULL,
+    CONSTRAINT oauth_clients_org_provider UNIQUE (org_id, provider)
+);
+COMMENT ON TABLE sdr_creds.oauth_clients IS
+  'OAuth clients for token refresh, one per organisation and provider; the client secret is sealed in "secret"';
+ALTER TABLE sdr_creds.oauth_clients ENABLE ROW LEVEL SECURITY;
+ALTER TABLE sdr_creds.oauth_clients FORCE ROW LEVEL SECURITY;
+CREATE POLICY org_read ON sdr_creds.oauth_clients FOR SELECT
+    USING (org_id OPERATOR(pg_catalog.=) sdr_creds.current_org_id());
+SELECT pg_catalog.pg_extension_config_dump('sdr_creds.oauth_clients', '');
+
+CREATE FUNCTION sdr_creds.set_oauth_client(provider text, token_url text, client_id text,
+                                           client_secret text,
+                                           auth_method text DEFAULT 'client_secret_basic',
+                                           scopes text DEFAULT NULL) RETURNS json
+    AS 'MODULE_PATHNAME', 'sdr_creds_set_oauth_client'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sdr_creds.set_oauth_client(text, text, text, text, text, text) IS
+  'creates or replaces the org''s OAuth client for a provider (https token URL); returns it without the secret';
+
+CREATE FUNCTION sdr_creds.delete_oauth_client(provider text) RETURNS json
+    AS 'MODULE_PATHNAME', 'sdr_creds_delete_oauth_client'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sdr_creds.delete_oauth_client(text) IS
+  'deletes the org''s OAuth client for a provider; PT404 if none';
+
+CREATE FUNCTION sdr_creds.list_oauth_clients() RETURNS json
+    AS 'MODULE_PATHNAME', 'sdr_creds_list_oauth_clients'
+    LANGUAGE C STABLE;
+COMMENT ON FUNCTION sdr_creds.list_oauth_clients() IS
+  'the org''s OAuth clients, without their secrets';
+
+CREATE FUNCTION sdr_creds.request_refresh(id uuid) RETURNS json
+    AS 'MODULE_PATHNAME', 'sdr_creds_request_refresh'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sdr_creds.request_refresh(uuid) IS
+  'asks the refreshers to refresh a credential now (clears its back-off, notifies channel sdr_creds_refresh); PT409 if it cannot be refreshed';
+
+CREATE FUNCTION sdr_creds.refresh_claim(window_seconds integer DEFAULT 300, batch_size integer DEFAULT 1,
+        OUT credential_id uuid, OUT org_id uuid, OUT provider text, OUT token_url text,
+        OUT client_id text, OUT client_secret text, OUT auth_method text, OUT scopes text,
+        OUT refresh_token text, OUT failures integer)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'sdr_creds_refresh_claim'
+    LANGUAGE C VOLATILE ROWS 1;
+COMMENT ON FUNCTION sdr_creds.refresh_claim(integer, integer) IS
+  'refreshers only: locks up to batch_size credentials due for refresh (FOR UPDATE SKIP LOCKED) for this transaction and returns what the refresh request needs, secrets decrypted';
+
+CREATE FUNCTION sdr_creds.refresh_record(credential_id uuid, http_status integer, body text,
+        retry_after integer DEFAULT NULL, error text DEFAULT NULL,
+        OUT outcome text, OUT rotated boolean, OUT expires_at timestamptz,
+        OUT retry_at timestamptz, OUT refresh_error text)
+    AS 'MODULE_PATHNAME', 'sdr_creds_refresh_record'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sdr_creds.refresh_record(uuid, integer, text, integer, text) IS
+  'refreshers only: stores the token endpoint''s answer for a credential claimed in this transaction: refreshed, needs_reauthorization (invalid_grant) or retry (back-off)';
+
+REVOKE ALL ON sdr_creds.oauth_clients FROM PUBLIC;
+REVOKE ALL ON FUNCTION sdr_creds.set_oauth_client(text, text, text, text, text, text),
+    sdr_creds.delete_oauth_client(text), sdr_creds.list_oauth_clients(),
+    sdr_creds.request_refresh(uuid), sdr_creds.refresh_claim(integer, integer),
+    sdr_creds.refresh_record(uuid, integer, text, integer, text) FROM PUBLIC;

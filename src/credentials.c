@@ -15,6 +15,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "auth.h"
+#include "credentials.h"
 #include "crypto.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
@@ -24,6 +25,7 @@
 #include "metadata.h"
 #include "monitor.h"
 #include "redact.h"
+#include "refresh.h"
 #include "mb/pg_wchar.h"
 #include "statements.h"
 #include "utils/builtins.h"
@@ -33,17 +35,9 @@
 #include "utils/snapmgr.h"
 
 #define LIST_MAX 1000
-#define ACCESS_TOKEN_MAX 16384
 #define DSN_MAX 2048
 #define METADATA_MAX 65536
 #define PROVIDER_ECHO_MAX 256
-
-/* The credentials table's columns, in order; seal_format exists from 1.1 on. */
-enum
-{
-	C_ID = 1, C_ORG, C_PROVIDER, C_DSN, C_METADATA, C_SECRETS, C_KEY_VERSION, C_CREATED, C_UPDATED,
-	C_SEAL_FORMAT
-};
 
 /* ^[a-z0-9][a-z0-9_.-]{0,63}$ */
 static bool
@@ -63,7 +57,7 @@ provider_is_valid(const char *p, size_t len)
 }
 
 /* Whether provider is a valid name; tells the call in progress which provider it asks for. */
-static bool
+bool
 provider_checked(text *provider)
 {
 	const char *p = VARDATA_ANY(provider);
@@ -79,7 +73,7 @@ provider_checked(text *provider)
  * so a longer one is cut (at a character boundary) to keep errors and logs
  * small; text that is not valid in the database encoding is PT422.
  */
-static void pg_attribute_noreturn()
+void
 provider_not_found(text *provider)
 {
 	const char *p = VARDATA_ANY(provider);
@@ -93,19 +87,6 @@ provider_not_found(text *provider)
 			  shown, p, shown < len ? "..." : "");
 }
 
-/*
- * A row of a statement's result or of the table, its columns taken apart once
- * (credentials rows: in the table's column order; seal_format is there from
- * 1.1 on).
- */
-#define ROW_MAX_COLUMNS C_SEAL_FORMAT
-typedef struct Row
-{
-	int			ncolumns;
-	Datum		values[ROW_MAX_COLUMNS];
-	bool		nulls[ROW_MAX_COLUMNS];
-} Row;
-
 static void
 row_load(Row *r, HeapTuple tup, TupleDesc desc)
 {
@@ -117,7 +98,7 @@ row_load(Row *r, HeapTuple tup, TupleDesc desc)
 			r->values[i] = heap_getattr(tup, i + 1, desc, &r->nulls[i]);
 }
 
-static Row
+Row
 row_of(SPITupleTable *t, uint64 i)
 {
 	Row			r;
@@ -126,7 +107,7 @@ row_of(SPITupleTable *t, uint64 i)
 	return r;
 }
 
-static Datum
+Datum
 col(const Row *r, int column, bool *isnull)
 {
 	*isnull = r->nulls[column - 1];
@@ -134,7 +115,7 @@ col(const Row *r, int column, bool *isnull)
 }
 
 /* What a stored row's secrets are bound to; plain_metadata is its plain metadata text. */
-static RowIdentity
+RowIdentity
 row_identity(const Row *row, const char *plain_metadata)
 {
 	bool		isnull;
@@ -157,7 +138,7 @@ row_identity(const Row *row, const char *plain_metadata)
 }
 
 /* Opens a row's secrets: returns the plaintext (the token), sets *meta to its secret metadata. */
-static char *
+char *
 open_row(const Row *row, const char *plain_metadata, size_t *len, char **meta)
 {
 	bool		isnull;
@@ -168,7 +149,7 @@ open_row(const Row *row, const char *plain_metadata, size_t *len, char **meta)
 }
 
 /* The row's plain metadata as JSON text. */
-static char *
+char *
 row_plain_metadata(const Row *row)
 {
 	bool		isnull;
@@ -202,14 +183,14 @@ append_row(StringInfo out, const Row *row, bool secret_metadata)
 	sodium_memzero(plain, len);
 }
 
-static text *
+text *
 json_result(StringInfo out)
 {
 	return cstring_to_text_with_len(out->data, out->len);
 }
 
 /* (created boolean, credential json) and similar two-column results. */
-static Datum
+Datum
 pair_result(FunctionCallInfo fcinfo, Datum a, Datum b)
 {
 	TupleDesc	td;
@@ -221,7 +202,7 @@ pair_result(FunctionCallInfo fcinfo, Datum a, Datum b)
 	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(td), values, nulls));
 }
 
-static void pg_attribute_noreturn()
+void
 id_not_found(pg_uuid_t *id)
 {
 	SDR_ERROR("404", "Integration credentials %s not found",
@@ -256,12 +237,16 @@ store_validate(text *provider, text *dsn, text *token, Jsonb *metadata)
  * of the same provider is retried as an update.
  */
 static bool
-store_row(Credential *c, Jsonb *plain)
+store_row(Credential *c, Jsonb *plain, const RefreshFields *rf)
 {
 	int			format = schema_seal_format();
-	Datum		args[8];
-	char		nulls[8] = "        ";
+	Datum		args[10];
+	char		nulls[10] = "          ";
 	bool		isnull;
+
+	args[8] = TimestampTzGetDatum(rf->expires_at);
+	nulls[8] = rf->has_expiry ? ' ' : 'n';
+	args[9] = BoolGetDatum(rf->refreshable);
 
 	for (int attempt = 0;; attempt++)
 	{
@@ -314,18 +299,20 @@ store(FunctionCallInfo fcinfo, pg_uuid_t org, text *provider, text *dsn, text *t
 	char	   *token_str;
 	bool		created;
 	Credential	c = {.id = &id, .org_id = &org, .provider = provider, .dsn = dsn};
+	RefreshFields rf;
 	StringInfoData out;
 
 	redact_activity();
 	metadata = store_validate(provider, dsn, token, metadata);
+	c.created_at = c.updated_at = GetCurrentTimestamp();
+	metadata = refresh_fields(metadata, c.updated_at, &rf);
 	split_metadata(metadata, &plain, &secret);
 	c.plain_metadata = jsonb_text(plain);
 	c.secret_metadata = jsonb_text(secret);
 	c.access_token = token_str = text_to_cstring(token);
-	c.created_at = c.updated_at = GetCurrentTimestamp();
 
 	SPI_connect();
-	created = store_row(&c, plain);
+	created = store_row(&c, plain, &rf);
 	SPI_finish();
 	monitor_call_credential(&id);
 
@@ -343,7 +330,7 @@ store(FunctionCallInfo fcinfo, pg_uuid_t org, text *provider, text *dsn, text *t
  * Starts an API call: reports it (monitor.c), switches to the owner and
  * finds the caller's org (PT401 if none).
  */
-static void
+void
 api_enter(FunctionCallInfo fcinfo, ApiAction action, OwnerContext *oc, pg_uuid_t *org)
 {
 	monitor_call_begin(action);
@@ -353,7 +340,7 @@ api_enter(FunctionCallInfo fcinfo, ApiAction action, OwnerContext *oc, pg_uuid_t
 }
 
 /* Ends an API call that succeeded. */
-static void
+void
 api_leave(const OwnerContext *oc)
 {
 	owner_leave(oc);
@@ -484,7 +471,7 @@ sdr_creds_get_by_provider(PG_FUNCTION_ARGS)
 }
 
 /* The credential id argument (get, delete); PT422 if null. */
-static pg_uuid_t *
+pg_uuid_t *
 required_id(FunctionCallInfo fcinfo)
 {
 	if (PG_ARGISNULL(0))
@@ -494,7 +481,7 @@ required_id(FunctionCallInfo fcinfo)
 }
 
 /* Fetches a row by id into SPI_tuptable; 404 if none, 403 if another org's. */
-static void
+void
 fetch_owned(pg_uuid_t *id, const pg_uuid_t *org)
 {
 	Datum		arg = UUIDPGetDatum(id);

@@ -19,6 +19,7 @@
 #define TAG_BYTES crypto_aead_xchacha20poly1305_ietf_ABYTES
 #define AAD_TAG_1 "sdr_creds/1"
 #define AAD_TAG_2 "sdr_creds/2"
+#define AAD_TAG_OAUTH_CLIENT "sdr_creds/c"
 #define AAD_HASH_BYTES crypto_generichash_BYTES
 #define AAD_MAX (sizeof(AAD_TAG_1) + 2 * UUID_LEN + 4 + 64 + AAD_HASH_BYTES)
 
@@ -59,12 +60,15 @@ make_aad(unsigned char *aad, const RowIdentity *row, int32 key_version)
 	size_t		n = 0;
 	size_t		plen = Min(row->provider_len, 64);
 
-	StaticAssertStmt(sizeof(AAD_TAG_1) == sizeof(AAD_TAG_2), "tags of one length");
-	if (row->format != SEAL_FORMAT_1 && row->format != SEAL_FORMAT_2)
+	StaticAssertStmt(sizeof(AAD_TAG_1) == sizeof(AAD_TAG_2) &&
+					 sizeof(AAD_TAG_1) == sizeof(AAD_TAG_OAUTH_CLIENT), "tags of one length");
+	if (row->format != SEAL_FORMAT_1 && row->format != SEAL_FORMAT_2 &&
+		row->format != SEAL_FORMAT_OAUTH_CLIENT)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED), errmsg(MSG_UNDECRYPTABLE),
 				 errdetail("Unknown sealed format %d.", row->format), errhidestmt(true)));
-	memcpy(aad, row->format == SEAL_FORMAT_1 ? AAD_TAG_1 : AAD_TAG_2, sizeof(AAD_TAG_1));
+	memcpy(aad, row->format == SEAL_FORMAT_1 ? AAD_TAG_1 :
+		   row->format == SEAL_FORMAT_2 ? AAD_TAG_2 : AAD_TAG_OAUTH_CLIENT, sizeof(AAD_TAG_1));
 	n += sizeof(AAD_TAG_1);
 	memcpy(aad + n, row->id->data, UUID_LEN);
 	n += UUID_LEN;
@@ -76,7 +80,7 @@ make_aad(unsigned char *aad, const RowIdentity *row, int32 key_version)
 	aad[n++] = (unsigned char) key_version;
 	memcpy(aad + n, row->provider, plen);
 	n += plen;
-	if (row->format == SEAL_FORMAT_2)
+	if (row->format != SEAL_FORMAT_1)
 	{
 		plain_fields_hash(row, aad + n);
 		n += AAD_HASH_BYTES;

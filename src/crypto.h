@@ -16,6 +16,14 @@
 #define SEAL_FORMAT_1 1
 #define SEAL_FORMAT_2 2
 
+/*
+ * An OAuth client's secret (oauth_clients, from 1.1): bound like format 2
+ * under its own tag, dsn being the token URL and plain_metadata the client
+ * id, auth method and scopes, so it never opens as a credential's secrets
+ * nor with another token URL.
+ */
+#define SEAL_FORMAT_OAUTH_CLIENT 3
+
 /* What a ciphertext is bound to (its additional data, with the key version). */
 typedef struct RowIdentity
 {

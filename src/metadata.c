@@ -2,7 +2,8 @@
  * metadata.c: the secret-metadata policy. The top-level keys refresh_token,
  * client_secret, id_token, password, private_key and any key ending in
  * _token, _secret, _password or _key (any case) are secret: sealed with the
- * access token and left out of listings. Every other key is plain.
+ * access token and left out of listings. Every other key is plain. Also:
+ * setting or removing one top-level key.
  */
 #include "metadata.h"
 
@@ -63,3 +64,39 @@ split_metadata(Jsonb *metadata, Jsonb **plain, Jsonb **secret)
 	*secret = JsonbValueToJsonb(s);
 }
 
+
+Jsonb *
+metadata_set(Jsonb *metadata, const char *key, const JsonbValue *value)
+{
+	JsonbParseState *ps = NULL;
+	JsonbIterator *it;
+	JsonbIteratorToken tok;
+	JsonbValue	k;
+	JsonbValue	v;
+	int			keylen = strlen(key);
+
+	if (value == NULL && !getKeyJsonValueFromContainer(&metadata->root, key, keylen, &v))
+		return metadata;
+	it = JsonbIteratorInit(&metadata->root);
+	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		if (tok != WJB_KEY)
+			continue;
+		tok = JsonbIteratorNext(&it, &v, true);
+		Assert(tok == WJB_VALUE);
+		if (k.val.string.len == keylen && memcmp(k.val.string.val, key, keylen) == 0)
+			continue;
+		pushJsonbValue(&ps, WJB_KEY, &k);
+		pushJsonbValue(&ps, WJB_VALUE, &v);
+	}
+	if (value != NULL)
+	{
+		k.type = jbvString;
+		k.val.string.val = (char *) key;
+		k.val.string.len = keylen;
+		pushJsonbValue(&ps, WJB_KEY, &k);
+		pushJsonbValue(&ps, WJB_VALUE, unconstify(JsonbValue *, value));
+	}
+	return JsonbValueToJsonb(pushJsonbValue(&ps, WJB_END_OBJECT, NULL));
+}

@@ -15,4 +15,10 @@ extern bool is_secret_key(const char *key, int len);
 /* Splits a metadata object into its plain and its secret top-level keys. */
 extern void split_metadata(Jsonb *metadata, Jsonb **plain, Jsonb **secret);
 
+/*
+ * The object with its top-level key set to value (a scalar), or removed when
+ * value is NULL; the object itself when there is nothing to remove.
+ */
+extern Jsonb *metadata_set(Jsonb *metadata, const char *key, const JsonbValue *value);
+
 #endif

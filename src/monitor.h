@@ -10,7 +10,9 @@
 typedef enum
 {
 	ACT_AUTHENTICATE, ACT_STORE, ACT_GET_BY_PROVIDER, ACT_GET, ACT_LIST, ACT_DELETE,
-	ACT_CREATE_API_KEY, ACT_REVOKE_API_KEY, ACT_ROTATE_KEYS, ACT_COUNT
+	ACT_CREATE_API_KEY, ACT_REVOKE_API_KEY, ACT_ROTATE_KEYS,
+	ACT_SET_OAUTH_CLIENT, ACT_DELETE_OAUTH_CLIENT, ACT_LIST_OAUTH_CLIENTS, ACT_REQUEST_REFRESH,
+	ACT_REFRESH, ACT_COUNT
 } ApiAction;
 
 extern const char *const api_action_names[ACT_COUNT];
@@ -20,6 +22,7 @@ extern const char *const api_action_names[ACT_COUNT];
 #define KEY_PREFIX_MAX 16		/* an API key's display prefix, or "unknown" / "jwt" */
 
 /* An API call (monitor.c): begun, described, then ended or failed (SDR_ERROR). */
+extern void monitor_call_detail(const char *name, const char *value);
 extern void monitor_call_begin(ApiAction action);
 extern void monitor_call_org(const pg_uuid_t *org);
 extern void monitor_call_credential(const pg_uuid_t *id);

@@ -13,6 +13,7 @@
 #include "miscadmin.h"
 #include "monitor.h"
 #include "redact.h"
+#include "refresh.h"
 #include "nodes/pg_list.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
@@ -241,6 +242,7 @@ _PG_init(void)
 	prev_fmgr_hook = fmgr_hook;
 	fmgr_hook = org_fmgr_hook;
 	redact_init();
+	refresh_init();
 }
 
 /*

@@ -70,4 +70,7 @@ typedef struct OwnerContext
 extern void owner_enter(FunctionCallInfo fcinfo, OwnerContext *ctx);
 extern void owner_leave(const OwnerContext *ctx);
 
+/* Starts a set-returning function's result as a tuplestore (usage.c). */
+extern void srf_begin(FunctionCallInfo fcinfo);
+
 #endif

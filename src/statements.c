@@ -69,7 +69,18 @@ schema_seal_format(void)
 
 /* The credentials table's columns in order; seal_format (from 1.1) comes last. */
 #define CRED_COLUMNS "id, org_id, provider, dsn, metadata, secrets, key_version, created_at, updated_at"
-#define STORE_ARGS 8, {UUIDOID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, BYTEAOID, INT4OID, TIMESTAMPTZOID}
+#define STORE_ARGS 10, {UUIDOID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, BYTEAOID, INT4OID, TIMESTAMPTZOID, \
+	TIMESTAMPTZOID, BOOLOID}
+/* oauth_clients' columns in order, and the arguments of inserting or updating one */
+#define CLIENT_COLUMNS "id, org_id, provider, token_url, client_id, auth_method, scopes, secret," \
+	" key_version, created_at, updated_at"
+#define CLIENT_ARGS 10, {UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BYTEAOID, \
+	INT4OID, TIMESTAMPTZOID}
+/* What the refresher needs, after the credential's first columns (CRED_COLUMNS, seal_format). */
+#define CLAIM_COLUMNS "c.id, c.org_id, c.provider, c.dsn, c.metadata, c.secrets, c.key_version," \
+	" c.created_at, c.updated_at, c.seal_format, o.id, o.token_url, o.client_id, o.auth_method," \
+	" o.scopes, o.secret, o.key_version, c.refresh_failures"
+#define LE " OPERATOR(pg_catalog.<=) "
 
 /*
  * Each statement; "v1" is its form for a database still at sdr_creds 1.0
@@ -81,7 +92,7 @@ static const struct
 	const char *sql;
 	const char *v1;				/* NULL: the same as sql */
 	int			nargs;
-	Oid			types[8];
+	Oid			types[10];
 }			defs[S_COUNT] = {
 	[S_CRED_BY_ID] = {"SELECT * FROM sdr_creds.credentials WHERE id" EQ "$1", NULL, 1, {UUIDOID}},
 	[S_CRED_LIST] = {"SELECT * FROM sdr_creds.credentials WHERE org_id" EQ "$1"
@@ -90,11 +101,14 @@ static const struct
 		" WHERE org_id" EQ "$1 AND provider" EQ "$2 FOR UPDATE", NULL, 2, {UUIDOID, TEXTOID}},
 	/* S_CRED_UPDATE takes S_CRED_INSERT's parameters; org_id and provider stay as they are. */
 	[S_CRED_UPDATE] = {"UPDATE sdr_creds.credentials SET dsn = $4, metadata = $5, secrets = $6,"
-		" key_version = $7, updated_at = $8, seal_format = 2 WHERE id" EQ "$1",
+		" key_version = $7, updated_at = $8, seal_format = 2, expires_at = $9, refreshable = $10,"
+		" refresh_failures = 0, refresh_retry_at = NULL, refresh_requested_at = NULL,"
+		" refresh_error = NULL WHERE id" EQ "$1",
 		"UPDATE sdr_creds.credentials SET dsn = $4, metadata = $5, secrets = $6,"
 		" key_version = $7, updated_at = $8 WHERE id" EQ "$1", STORE_ARGS},
-	[S_CRED_INSERT] = {"INSERT INTO sdr_creds.credentials (" CRED_COLUMNS ", seal_format)"
-		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 2) ON CONFLICT (org_id, provider) DO NOTHING",
+	[S_CRED_INSERT] = {"INSERT INTO sdr_creds.credentials (" CRED_COLUMNS ", seal_format,"
+		" expires_at, refreshable) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 2, $9, $10)"
+		" ON CONFLICT (org_id, provider) DO NOTHING",
 		"INSERT INTO sdr_creds.credentials (" CRED_COLUMNS ")"
 		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (org_id, provider) DO NOTHING",
 	STORE_ARGS},
@@ -119,6 +133,48 @@ static const struct
 		" VALUES ($1, $2) ON CONFLICT (version) DO NOTHING", NULL, 2, {INT4OID, BYTEAOID}},
 	[S_KEY_VERSION_MATCHES] = {"SELECT fingerprint" EQ "$2 FROM sdr_creds.key_versions"
 		" WHERE version" EQ "$1", NULL, 2, {INT4OID, BYTEAOID}},
+	[S_CLIENT_LOCK] = {"SELECT id, created_at FROM sdr_creds.oauth_clients"
+		" WHERE org_id" EQ "$1 AND provider" EQ "$2 FOR UPDATE", NULL, 2, {UUIDOID, TEXTOID}},
+	[S_CLIENT_INSERT] = {"INSERT INTO sdr_creds.oauth_clients (" CLIENT_COLUMNS ")"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)"
+		" ON CONFLICT (org_id, provider) DO NOTHING", NULL, CLIENT_ARGS},
+	[S_CLIENT_UPDATE] = {"UPDATE sdr_creds.oauth_clients SET token_url = $4, client_id = $5,"
+		" auth_method = $6, scopes = $7, secret = $8, key_version = $9, updated_at = $10"
+		" WHERE id" EQ "$1", NULL, CLIENT_ARGS},
+	[S_CLIENT_DELETE] = {"DELETE FROM sdr_creds.oauth_clients WHERE org_id" EQ "$1"
+		" AND provider" EQ "$2", NULL, 2, {UUIDOID, TEXTOID}},
+	[S_CLIENT_LIST] = {"SELECT " CLIENT_COLUMNS " FROM sdr_creds.oauth_clients WHERE org_id" EQ "$1"
+		" ORDER BY provider", NULL, 1, {UUIDOID}},
+	/*
+	 * Due: refreshable, expiring within the window or asked for, not backing
+	 * off, with an OAuth client. SKIP LOCKED: a row another transaction holds
+	 * (a refresher, a store) is left to it; a row refreshed since this
+	 * statement's snapshot is re-checked and no longer due.
+	 */
+	[S_REFRESH_CLAIM] = {"SELECT " CLAIM_COLUMNS " FROM sdr_creds.credentials c"
+		" JOIN sdr_creds.oauth_clients o ON o.org_id" EQ "c.org_id AND o.provider" EQ "c.provider"
+		" WHERE c.refreshable AND (c.expires_at" LE "(pg_catalog.now() OPERATOR(pg_catalog.+)"
+		" pg_catalog.make_interval(0, 0, 0, 0, 0, 0, $1)) OR c.refresh_requested_at IS NOT NULL)"
+		" AND (c.refresh_retry_at IS NULL OR c.refresh_retry_at" LE "pg_catalog.now())"
+		" ORDER BY c.refresh_requested_at NULLS LAST, c.expires_at LIMIT $2 FOR UPDATE OF c SKIP LOCKED",
+	NULL, 2, {INT4OID, INT4OID}},
+	[S_REFRESH_LOCK] = {"SELECT " CRED_COLUMNS ", seal_format, refresh_failures, expires_at"
+		" FROM sdr_creds.credentials WHERE id" EQ "$1 FOR UPDATE NOWAIT", NULL, 1, {UUIDOID}},
+	[S_REFRESH_STORE] = {"UPDATE sdr_creds.credentials SET metadata = $2, secrets = $3,"
+		" key_version = $4, updated_at = $5, seal_format = 2, expires_at = $6, refreshable = $7,"
+		" refresh_failures = $8, refresh_retry_at = $9, refresh_error = $10,"
+		" refresh_requested_at = NULL WHERE id" EQ "$1", NULL,
+	10, {UUIDOID, JSONBOID, BYTEAOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID, INT4OID,
+	TIMESTAMPTZOID, TEXTOID}},
+	[S_REFRESH_BACKOFF] = {"UPDATE sdr_creds.credentials SET refresh_failures = $2,"
+		" refresh_retry_at = $3, refresh_error = $4, refresh_requested_at = NULL WHERE id" EQ "$1",
+	NULL, 4, {UUIDOID, INT4OID, TIMESTAMPTZOID, TEXTOID}},
+	/* No row: another transaction (a refresher) holds it. */
+	[S_REFRESH_REQUEST_LOCK] = {"SELECT c.refreshable, EXISTS (SELECT FROM sdr_creds.oauth_clients o"
+		" WHERE o.org_id" EQ "c.org_id AND o.provider" EQ "c.provider)"
+		" FROM sdr_creds.credentials c WHERE c.id" EQ "$1 FOR UPDATE OF c SKIP LOCKED", NULL, 1, {UUIDOID}},
+	[S_REFRESH_REQUEST_SET] = {"UPDATE sdr_creds.credentials SET refresh_requested_at = $2,"
+		" refresh_retry_at = NULL WHERE id" EQ "$1", NULL, 2, {UUIDOID, TIMESTAMPTZOID}},
 };
 
 static SPIPlanPtr plans[2][S_COUNT];	/* [v1 form?][statement] */

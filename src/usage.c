@@ -361,7 +361,7 @@ visibility(pg_uuid_t *org)
 	return SEE_NONE;
 }
 
-static void
+void
 srf_begin(FunctionCallInfo fcinfo)
 {
 #if PG_VERSION_NUM >= 160000
