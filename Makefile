@@ -5,6 +5,7 @@
 #   make bench   performance ratios (pgbench, wrk) against plaintext ceilings, on a throwaway cluster
 #   make fuzz    run each libFuzzer harness for FUZZ_SECONDS (default 60)
 #   make install build and install the extension into the server found by pg_config
+#   make refresher  the token refresher, src/refresher/sdr_creds_refresher
 
 EXTENSION  = sdr_creds
 MODULE_big = sdr_creds
@@ -28,7 +29,7 @@ PG_CFLAGS += -fsanitize=undefined -fno-sanitize-recover=undefined -fno-omit-fram
 SHLIB_LINK += -fsanitize=undefined
 SERVER_CFLAGS_EXTRA = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 endif
-EXTRA_CLEAN = $(SERVER) src/server/*.o results regression.diffs regression.out
+EXTRA_CLEAN = $(SERVER) $(REFRESHER) src/server/*.o results regression.diffs regression.out
 
 SERVER      = src/server/sdr_creds_server
 SERVER_SRCS = $(wildcard src/server/*.c)
@@ -48,6 +49,15 @@ $(SERVER): $(SERVER_SRCS) $(wildcard src/server/*.h) sdr_creds.control
 
 server: $(SERVER)
 
+# The token refresher (libpq + libcurl), a process beside the server.
+REFRESHER      = src/refresher/sdr_creds_refresher
+REFRESHER_SRCS = $(wildcard src/refresher/*.c)
+
+$(REFRESHER): $(REFRESHER_SRCS) $(wildcard src/refresher/*.h)
+	$(CC) $(SERVER_CFLAGS) $(SERVER_CFLAGS_EXTRA) -o $@ $(REFRESHER_SRCS) -L$(shell $(PG_CONFIG) --libdir) -lpq -lcurl
+
+refresher: $(REFRESHER)
+
 deps:
 	@test/deps.sh
 
@@ -64,8 +74,8 @@ fuzz: deps
 	@test/fuzz/run.sh fuzz $(FUZZ_SECONDS)
 
 demo: deps
-	@$(MAKE) --no-print-directory all server
+	@$(MAKE) --no-print-directory all server refresher
 	@$(MAKE) --no-print-directory install >/dev/null
 	@test/demo.sh
 
-.PHONY: server deps test demo fuzz bench
+.PHONY: server refresher deps test demo fuzz bench

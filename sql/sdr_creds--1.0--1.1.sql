@@ -266,17 +266,17 @@ CREATE FUNCTION sdr_creds.refresh_claim(window_seconds integer DEFAULT 300, batc
 COMMENT ON FUNCTION sdr_creds.refresh_claim(integer, integer) IS
   'refreshers only: locks up to batch_size credentials due for refresh (FOR UPDATE SKIP LOCKED) for this transaction and returns what the refresh request needs, secrets decrypted';
 
-CREATE FUNCTION sdr_creds.refresh_record(credential_id uuid, http_status integer, body text,
+CREATE FUNCTION sdr_creds.refresh_record(credential_id uuid, http_status integer, body bytea,
         retry_after integer DEFAULT NULL, error text DEFAULT NULL,
         OUT outcome text, OUT rotated boolean, OUT expires_at timestamptz,
         OUT retry_at timestamptz, OUT refresh_error text)
     AS 'MODULE_PATHNAME', 'sdr_creds_refresh_record'
     LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION sdr_creds.refresh_record(uuid, integer, text, integer, text) IS
+COMMENT ON FUNCTION sdr_creds.refresh_record(uuid, integer, bytea, integer, text) IS
   'refreshers only: stores the token endpoint''s answer for a credential claimed in this transaction: refreshed, needs_reauthorization (invalid_grant) or retry (back-off)';
 
 REVOKE ALL ON sdr_creds.oauth_clients FROM PUBLIC;
 REVOKE ALL ON FUNCTION sdr_creds.set_oauth_client(text, text, text, text, text, text),
     sdr_creds.delete_oauth_client(text), sdr_creds.list_oauth_clients(),
     sdr_creds.request_refresh(uuid), sdr_creds.refresh_claim(integer, integer),
-    sdr_creds.refresh_record(uuid, integer, text, integer, text) FROM PUBLIC;
+    sdr_creds.refresh_record(uuid, integer, bytea, integer, text) FROM PUBLIC;

@@ -25,6 +25,7 @@
 #include "credentials.h"
 #include "funcapi.h"
 #include "json.h"
+#include "mb/pg_wchar.h"
 #include "metadata.h"
 #include "nodes/pg_list.h"
 #include "refresh.h"
@@ -213,9 +214,13 @@ claimed_add(const pg_uuid_t *id)
 	MemoryContextSwitchTo(old);
 }
 
-/* Whether this transaction claimed id (and has not recorded it yet); forgets it. */
+/*
+ * Whether this transaction claimed id and has not recorded it yet; forget:
+ * it is recorded (an error before that keeps it, so a savepoint's rollback
+ * lets the refresher record a failure instead).
+ */
 static bool
-claimed_take(const pg_uuid_t *id)
+claimed_find(const pg_uuid_t *id, bool forget)
 {
 	ListCell   *lc;
 
@@ -223,7 +228,8 @@ claimed_take(const pg_uuid_t *id)
 	{
 		if (memcmp(lfirst(lc), id, sizeof(pg_uuid_t)) == 0)
 		{
-			claimed = foreach_delete_current(claimed, lc);
+			if (forget)
+				claimed = foreach_delete_current(claimed, lc);
 			return true;
 		}
 	}
@@ -510,10 +516,12 @@ classify_success(Answer *a, Jsonb *j)
  * (error) or no answer: retry later.
  */
 static void
-classify(Answer *a, bool has_status, int32 status, text *body, text *error)
+classify(Answer *a, bool has_status, int32 status, bytea *body, text *error)
 {
 	Jsonb	   *j = NULL;
 	char	   *code;
+	const char *b = body ? VARDATA_ANY(body) : NULL;
+	int			blen = body ? VARSIZE_ANY_EXHDR(body) : 0;
 
 	memset(a, 0, sizeof(*a));
 	a->outcome = OUT_RETRY;
@@ -522,8 +530,9 @@ classify(Answer *a, bool has_status, int32 status, text *body, text *error)
 		a->error = error ? error_code("", VARDATA_ANY(error), VARSIZE_ANY_EXHDR(error)) : "no_response";
 		return;
 	}
-	if (body != NULL && VARSIZE_ANY_EXHDR(body) <= BODY_MAX)
-		j = try_parse_jsonb(text_to_cstring(body));
+	/* the body as sent: JSON only if it is text in the database encoding */
+	if (body != NULL && blen <= BODY_MAX && memchr(b, '\0', blen) == NULL && pg_verifymbstr(b, blen, true))
+		j = try_parse_jsonb(pnstrdup(b, blen));
 	if (j != NULL && !JB_ROOT_IS_OBJECT(j))
 		j = NULL;
 	if (status >= 200 && status < 300)
@@ -657,7 +666,7 @@ sdr_creds_refresh_record(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 						errmsg("credential_id must not be null")));
 	id = PG_GETARG_UUID_P(0);
-	if (!claimed_take(id))
+	if (!claimed_find(id, false))
 		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						errmsg("credential %s was not claimed by refresh_claim() in this transaction",
 							   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))))));
@@ -665,13 +674,14 @@ sdr_creds_refresh_record(PG_FUNCTION_ARGS)
 	monitor_call_as_admin();
 	monitor_call_credential(id);
 	classify(&a, !PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1),
-			 PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2), PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4));
+			 PG_ARGISNULL(2) ? NULL : PG_GETARG_BYTEA_PP(2), PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4));
 	owner_enter(fcinfo, &oc);
 	SPI_connect();
 	record_answer(id, &a, PG_ARGISNULL(3) ? 0 : PG_GETARG_INT32(3), &r);
 	SPI_finish();
 	owner_leave(&oc);
 	answer_wipe(&a);
+	claimed_find(id, true);
 	monitor_call_detail("outcome", outcome_names[a.outcome]);
 	monitor_call_end();
 

@@ -17,7 +17,7 @@ export SDR_RESULTS=$results
 
 build() {
   make -s clean >/dev/null 2>&1
-  make -s "$@" all server >/dev/null && make -s "$@" install ${SDR_PG_ROOT:+DESTDIR=$SDR_PG_ROOT} >/dev/null
+  make -s "$@" all server refresher >/dev/null && make -s "$@" install ${SDR_PG_ROOT:+DESTDIR=$SDR_PG_ROOT} >/dev/null
 }
 
 for pass in plain sanitizers; do

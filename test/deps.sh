@@ -3,7 +3,7 @@
 # running apt-get only when something is missing.
 set -euo pipefail
 pkgs=(gcc make pkg-config postgresql-15 postgresql-contrib postgresql-server-dev-15
-      libpq-dev libsodium-dev libmicrohttpd-dev python3 python3-requests curl
+      libpq-dev libsodium-dev libmicrohttpd-dev libcurl4-openssl-dev python3 python3-requests curl
       python3-prometheus-client clang libclang-rt-14-dev wrk)
 missing=()
 for p in "${pkgs[@]}"; do

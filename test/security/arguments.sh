@@ -84,7 +84,12 @@ WITH edge(typ, label, expr) AS (VALUES
   ('timestamp with time zone', 'NULL', 'NULL'), ('timestamp with time zone', '-infinity', $$'-infinity'$$),
   ('timestamp with time zone', 'infinity', $$'infinity'$$),
   ('timestamp with time zone', 'past', $$'2000-01-01 00:00:00+00'$$),
-  ('boolean', 'NULL', 'NULL'), ('boolean', 'true', 'true'), ('boolean', 'false', 'false')
+  ('boolean', 'NULL', 'NULL'), ('boolean', 'true', 'true'), ('boolean', 'false', 'false'),
+  ('bytea', 'NULL', 'NULL'), ('bytea', 'empty', $$''::bytea$$),
+  ('bytea', 'invalid UTF-8', $$'\xc328ff80'::bytea$$), ('bytea', 'NUL inside', $$'\x7b00227d'::bytea$$),
+  ('bytea', '2 MB', $$convert_to(repeat('x', 2097152), 'UTF8')$$),
+  ('bytea', 'token answer', $$convert_to('{"access_token": "made-up", "expires_in": 1e300, "refresh_token": ""}', 'UTF8')$$),
+  ('bytea', 'nested 5000 arrays', $$convert_to(repeat('[', 5000) || repeat(']', 5000), 'UTF8')$$)
 ), json_edge(label, expr) AS (VALUES
   ('NULL', 'NULL'), ('{}', $$'{}'$$), ('[]', $$'[]'$$), ('null', $$'null'$$), ('"x"', $$'"x"'$$),
   ('nested 1000 objects', $$repeat('{"a":', 1000) || '1' || repeat('}', 1000)$$),
@@ -100,7 +105,8 @@ WITH edge(typ, label, expr) AS (VALUES
   ('text', $$'salesforce'$$), ('uuid', $$'00000000-0000-4000-8000-0000000000e1'$$),
   ('smallint', '10'), ('integer', '10'), ('bigint', '10'),
   ('timestamp with time zone', $$'2100-01-01 00:00:00+00'$$),
-  ('boolean', 'true'), ('jsonb', $$'{}'$$), ('json', $$'{}'$$)
+  ('boolean', 'true'), ('jsonb', $$'{}'$$), ('json', $$'{}'$$),
+  ('bytea', $$convert_to('{"access_token": "made-up"}', 'UTF8')$$)
 ), fn AS (
   SELECT p.oid, p.oid::regprocedure::text AS sig, p.prokind, p.proname,
          format('%I.%I', n.nspname, p.proname) AS qname
@@ -144,7 +150,7 @@ unknown=$(q -d "$db" -c "
     FROM pg_proc p, unnest(p.proargtypes::oid[]) t
    WHERE p.pronamespace = 'sdr_creds'::regnamespace AND p.prokind IN ('f', 'p')
      AND format_type(t, NULL) NOT IN ('text', 'uuid', 'smallint', 'integer', 'bigint',
-         'timestamp with time zone', 'boolean', 'jsonb', 'json')")
+         'timestamp with time zone', 'boolean', 'jsonb', 'json', 'bytea')")
 sort -t $'\t' -k1,1 -k3,3 -o "$work/calls" "$work/calls"
 ncalls=$(wc -l < "$work/calls")
 nfuncs=$(cut -f1 "$work/calls" | sort -u | wc -l)

@@ -1,0 +1,249 @@
+/*
+ * main.c: sdr_creds_refresher's settings, its loop and how it stops.
+ *
+ *   sdr_creds_refresher --db CONNINFO [--window 300] [--interval 30]
+ *                       [--timeout 10] [--max-response 65536]
+ *                       [--allow-http-loopback] [--once]
+ *
+ * It refreshes every due credential, one transaction each, then waits for
+ * --interval seconds or a notification on channel sdr_creds_refresh
+ * (request_refresh()). SIGTERM or SIGINT lets the refresh in flight finish,
+ * then it exits 0. A lost database connection is reopened with back-off.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "cycle.h"
+#include "refresher.h"
+
+volatile sig_atomic_t stopping = 0;
+static int wake_pipe[2] = {-1, -1};
+
+void
+rlog(const char *fmt,...)
+{
+	char		line[1024];
+	struct timeval tv;
+	struct tm	tm;
+	int			n;
+	va_list		ap;
+
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	n = (int) strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+	n += snprintf(line + n, sizeof(line) - n, ".%03ldZ ", (long) tv.tv_usec / 1000);
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	va_end(ap);
+	n = (int) strcspn(line, "\n");	/* one line: libpq messages end in a newline */
+	line[n] = '\n';
+	if (write(STDERR_FILENO, line, n + 1) < 0)
+		return;
+}
+
+double
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+static void
+on_stop(int sig __attribute__((unused)))
+{
+	int			saved = errno;
+
+	stopping = 1;
+	if (write(wake_pipe[1], "x", 1) < 0)
+		errno = saved;			/* the pipe is full: a wake-up is pending anyway */
+	errno = saved;
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: sdr_creds_refresher --db CONNINFO [--window SECS] [--interval SECS]\n"
+			"         [--timeout SECS] [--max-response BYTES] [--allow-http-loopback] [--once]\n");
+	exit(2);
+}
+
+/* A whole number within [min, max], or usage. */
+static long
+number(const char *s, long min, long max)
+{
+	char	   *end;
+	long		v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max)
+		usage();
+	return v;
+}
+
+static void
+parse_options(int argc, char **argv, Options *o)
+{
+	static const struct option longs[] = {
+		{"db", required_argument, NULL, 'd'}, {"window", required_argument, NULL, 'w'},
+		{"interval", required_argument, NULL, 'i'}, {"timeout", required_argument, NULL, 't'},
+		{"max-response", required_argument, NULL, 'm'},
+		{"allow-http-loopback", no_argument, NULL, 'l'}, {"once", no_argument, NULL, '1'},
+		{NULL, 0, NULL, 0}};
+	int			c;
+
+	*o = (Options) {.window = 300, .interval = 30, .timeout = 10, .max_response = 65536};
+	while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case 'd': o->db = optarg; break;
+			case 'w': o->window = (int) number(optarg, 0, 30 * 86400); break;
+			case 'i': o->interval = (int) number(optarg, 1, 86400); break;
+			case 't': o->timeout = (int) number(optarg, 1, 300); break;
+			case 'm': o->max_response = number(optarg, 1024, 1024 * 1024); break;
+			case 'l': o->allow_http_loopback = true; break;
+			case '1': o->once = true; break;
+			default: usage();
+		}
+	}
+	if (optind != argc || o->db == NULL)
+		usage();
+}
+
+/*
+ * A connection listening on sdr_creds_refresh, or NULL (logged). An idle
+ * transaction (a refresher stopped mid-refresh) ends after the request's
+ * time and a margin, releasing its claim.
+ */
+static PGconn *
+connect_db(const Options *o)
+{
+	const char *keys[] = {"dbname", "application_name", "client_encoding", NULL};
+	const char *values[] = {o->db, "sdr_creds_refresher", "UTF8", NULL};
+	PGconn	   *c = PQconnectdbParams(keys, values, 1);
+	char		sql[128];
+	PGresult   *r;
+
+	if (PQstatus(c) != CONNECTION_OK)
+	{
+		rlog("database: could not connect: %s", PQerrorMessage(c));
+		PQfinish(c);
+		return NULL;
+	}
+	snprintf(sql, sizeof(sql), "SET idle_in_transaction_session_timeout = '%ds'; "
+			 "LISTEN sdr_creds_refresh", o->timeout + 60);
+	r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+	{
+		rlog("database: could not listen: %s", PQresultErrorMessage(r));
+		PQclear(r);
+		PQfinish(c);
+		return NULL;
+	}
+	PQclear(r);
+	return c;
+}
+
+/* Sleeps up to ms, waking for a notification, a signal or a closed connection. */
+static void
+wait_for_work(PGconn *c, int ms)
+{
+	struct pollfd fds[2] = {{.fd = wake_pipe[0], .events = POLLIN},
+	{.fd = c ? PQsocket(c) : -1, .events = POLLIN}};
+	char		buf[64];
+	PGnotify   *n;
+
+	if (poll(fds, c ? 2 : 1, ms) <= 0)
+		return;
+	if (fds[0].revents & POLLIN)
+		while (read(wake_pipe[0], buf, sizeof(buf)) > 0)
+			;
+	if (c && (fds[1].revents & (POLLIN | POLLERR | POLLHUP)))
+	{
+		PQconsumeInput(c);
+		while ((n = PQnotifies(c)) != NULL)
+			PQfreemem(n);
+	}
+}
+
+static void
+install_signals(void)
+{
+	struct sigaction sa = {.sa_handler = on_stop};
+
+	if (pipe2(wake_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
+	{
+		perror("pipe2");
+		exit(1);
+	}
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* Refreshes what is due; false if the connection was lost. */
+static bool
+refresh_due(PGconn *c, const Options *o)
+{
+	int			rc;
+
+	while (!stopping && (rc = refresh_one(c, o)) == 1)
+		;
+	return PQstatus(c) == CONNECTION_OK;
+}
+
+int
+main(int argc, char **argv)
+{
+	Options		o;
+	PGconn	   *c = NULL;
+	int			backoff_ms = 100;
+
+	parse_options(argc, argv, &o);
+	install_signals();
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return 1;
+	rlog("refresher started: window=%ds interval=%ds timeout=%ds max-response=%ld%s",
+		 o.window, o.interval, o.timeout, o.max_response,
+		 o.allow_http_loopback ? " allow-http-loopback" : "");
+	while (!stopping)
+	{
+		if (c == NULL && (c = connect_db(&o)) == NULL)
+		{
+			wait_for_work(NULL, backoff_ms);
+			backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
+			continue;
+		}
+		backoff_ms = 100;
+		if (!refresh_due(c, &o))
+		{
+			PQfinish(c);
+			c = NULL;
+			continue;
+		}
+		if (o.once)
+			break;
+		wait_for_work(c, o.interval * 1000);
+	}
+	PQfinish(c);
+	curl_global_cleanup();
+	rlog("refresher stopped");
+	return 0;
+}

@@ -1,0 +1,38 @@
+/*
+ * refresher.h: what the refresher's files share: its settings and its log.
+ *
+ * sdr_creds_refresher refreshes OAuth tokens before they expire. It claims
+ * due credentials through sdr_creds.refresh_claim() (one per transaction,
+ * FOR UPDATE SKIP LOCKED: any number of refreshers may run), sends the RFC
+ * 6749 section 6 refresh request with libcurl while the row stays locked,
+ * and hands the answer to sdr_creds.refresh_record() in the same
+ * transaction, which parses it and stores the new tokens.
+ */
+#ifndef SDR_REFRESHER_H
+#define SDR_REFRESHER_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct Options
+{
+	const char *db;				/* libpq conninfo */
+	int			window;			/* seconds before expiry a token is refreshed */
+	int			interval;		/* seconds between looks for due credentials */
+	int			timeout;		/* seconds for one refresh request */
+	long		max_response;	/* bytes of the token endpoint's answer */
+	bool		allow_http_loopback;	/* http:// to 127.0.0.1, localhost, [::1] (tests) */
+	bool		once;			/* refresh what is due now, then exit */
+} Options;
+
+/* Set by SIGTERM/SIGINT: finish the refresh in flight, then exit. */
+extern volatile sig_atomic_t stopping;
+
+/* One line to stderr with a UTC timestamp; never a token or secret. */
+void		rlog(const char *fmt,...) __attribute__((format(printf, 1, 2)));
+
+/* Milliseconds on the monotonic clock. */
+double		now_ms(void);
+
+#endif
