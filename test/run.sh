@@ -5,7 +5,7 @@
 #
 #   test/run.sh [plain|sanitizers]
 # In the sanitizers pass (make SANITIZE=1: UBSan in the extension, ASan and
-# UBSan in the HTTP server) any sanitizer report fails the pass.
+# UBSan in the HTTP server and the refresher) any sanitizer report fails the pass.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -35,6 +35,7 @@ done
 [ -n "$env" ] || { echo "not ok - could not start the test cluster" | tee -a "$results"; sed 's/^/# /' "$work/cluster.err"; exit 1; }
 eval "$env"
 export SDR_CLUSTER_DIR="$work/cluster" SDR_SERVER="$top/src/server/sdr_creds_server"
+export SDR_REFRESHER="$top/src/refresher/sdr_creds_refresher"
 
 record() { sed -u -E "s/^(ok|not ok) - /\1 - $tag/" | tee -a "$results"; }
 
@@ -80,12 +81,18 @@ if [ -x test/http/run.sh ]; then
   test/http/run.sh 2>&1 | record
 fi
 
+# 5. The token refresher against a local OAuth token endpoint.
+if [ -x test/refresher/run.sh ]; then
+  echo "# refresher tests"
+  test/refresher/run.sh 2>&1 | record
+fi
+
 if [ "$mode" = sanitizers ]; then
   test/cluster.sh stop "$work/cluster"
   if ls "$work"/sanitizer/* >/dev/null 2>&1; then
-    echo "not ok - sanitizers: reports from PostgreSQL or the server" | record
+    echo "not ok - sanitizers: reports from PostgreSQL, the server or the refresher" | record
     head -c 4000 "$work"/sanitizer/* | sed 's/^/# /'
   else
-    echo "ok - sanitizers: no UBSan report from the extension, no ASan or UBSan report from the server" | record
+    echo "ok - sanitizers: no UBSan report from the extension, no ASan or UBSan report from the server or the refresher" | record
   fi
 fi
