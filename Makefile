@@ -15,7 +15,7 @@ OBJS       = src/sdr_creds.o src/statements.o src/keyring.o src/crypto.o src/aut
 DATA       = sql/sdr_creds--1.0.sql sql/sdr_creds--1.0--1.1.sql
 REGRESS    = setup crypto auth credentials isolation context privileges keyring usage
 REGRESS_OPTS = --dbname=sdr_creds_regress
-ISOLATION  = revoke_uncached revoke_cached key_expiry key_delete revoke_rollback revoke_replica store_upsert
+ISOLATION  = revoke_uncached revoke_cached key_expiry key_delete revoke_rollback revoke_replica store_upsert refresh_claim
 ISOLATION_OPTS = --load-extension=pgcrypto --load-extension=sdr_creds
 SHLIB_LINK = -lsodium
 PG_CPPFLAGS = -Isrc
