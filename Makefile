@@ -13,7 +13,7 @@ OBJS       = src/sdr_creds.o src/statements.o src/keyring.o src/crypto.o src/aut
              src/api_keys.o src/jwt.o src/credentials.o src/metadata.o src/json.o src/redact.o \
              src/monitor.o src/usage.o src/refresh.o src/oauth_clients.o
 DATA       = sql/sdr_creds--1.0.sql sql/sdr_creds--1.0--1.1.sql
-REGRESS    = setup crypto auth credentials isolation context privileges keyring usage
+REGRESS    = setup crypto auth credentials isolation context privileges keyring usage refresh
 REGRESS_OPTS = --dbname=sdr_creds_regress
 ISOLATION  = revoke_uncached revoke_cached key_expiry key_delete revoke_rollback revoke_replica store_upsert refresh_claim
 ISOLATION_OPTS = --load-extension=pgcrypto --load-extension=sdr_creds
