@@ -10,10 +10,14 @@ port=${SDR_DEMO_PG_PORT:-54339}
 while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
 http_port=${SDR_DEMO_HTTP_PORT:-8080}
 server_pid=
+refresher_pid=
+mock_pid=
 
 cleanup() {
   trap - EXIT INT TERM
   [ -n "$server_pid" ] && kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  [ -n "$refresher_pid" ] && kill -TERM "$refresher_pid" 2>/dev/null && wait "$refresher_pid" 2>/dev/null
+  [ -n "$mock_pid" ] && kill -TERM "$mock_pid" 2>/dev/null && wait "$mock_pid" 2>/dev/null
   test/cluster.sh stop "$work/cluster"
   rm -rf "$work"
   echo "demo stopped; cluster removed"
@@ -27,6 +31,34 @@ createdb sdr_demo
 # No pager: the demo must run through on any terminal size without a keypress.
 psql -X -P pager=off -d sdr_demo -v keyfile="$work/api_key" -f test/demo.sql
 api_key=$(cat "$work/api_key")
+
+# Token refresh: a local OAuth provider (test/refresher/mock_oauth.py, which
+# rotates refresh tokens) and sdr_creds_refresher, refreshing a token that
+# expires in two minutes.
+refresh_demo() {
+  python3 -B test/refresher/mock_oauth.py "$work/mock.port" demo-client-secret 2>/dev/null &
+  mock_pid=$!
+  for _ in $(seq 50); do [ -s "$work/mock.port" ] && break; sleep 0.1; done
+  echo; echo "== Token refresh: an OAuth client for hubspot (a local mock provider), a token expiring in 2 minutes"
+  psql -X -q -At -P pager=off -d sdr_demo -v url="http://127.0.0.1:$(cat "$work/mock.port")/token" \
+       -v key="$api_key" -f test/demo_refresh.sql
+  src/refresher/sdr_creds_refresher --db "host=$PGHOST port=$PGPORT dbname=sdr_demo user=sdr_demo_refresher" \
+    --allow-http-loopback --interval 5 2>"$work/refresher.log" &
+  refresher_pid=$!
+  for _ in $(seq 100); do grep -q 'outcome=' "$work/refresher.log" && break; sleep 0.1; done
+  echo "== The refresher's log (one line per refresh, no token):"
+  sed 's/^/  /' "$work/refresher.log"
+  echo "== After the refresh (new access and refresh tokens from the provider, expires_at an hour on):"
+  psql -X -q -At -P pager=off -d sdr_demo -v key="$api_key" <<'SQL'
+SET ROLE sdr_demo_app;
+BEGIN;
+SELECT FROM sdr_creds.authenticate(:'key');
+SELECT '  access_token=' || (j ->> 'access_token') || E'\n  refresh_token=' || (j -> 'metadata' ->> 'refresh_token')
+       || E'\n  expires_at=' || (j -> 'metadata' ->> 'expires_at') FROM sdr_creds.get_by_provider('hubspot') j;
+COMMIT;
+SQL
+}
+[ -x src/refresher/sdr_creds_refresher ] && refresh_demo
 
 server=src/server/sdr_creds_server
 if [ ! -x "$server" ]; then
@@ -59,6 +91,9 @@ Paste these:
   curl -s $base/integration-credentials/not-a-uuid -H "X-API-Key: \$SDR_KEY"   # 422
   curl -s $base/healthz; curl -s $base/readyz
   curl -s $base/metrics | grep '^sdr_creds_http_requests_total'   # Prometheus
+The refresher runs beside it (log: $work/refresher.log); to ask for a refresh now:
+  psql -h $PGHOST -p $PGPORT -d sdr_demo -U sdr_demo_app -c "BEGIN; SELECT FROM sdr_creds.authenticate('\$SDR_KEY');
+    SELECT sdr_creds.request_refresh(id) FROM sdr_creds.credentials WHERE provider = 'hubspot'; COMMIT;"
 MSG
 echo "== First request, from here:"
 curl -s "$base/integration-credentials/provider/salesforce" -H "X-API-Key: $api_key"; echo
