@@ -11,7 +11,7 @@
  * GET /metrics (metrics.c), by route pattern, never by path.
  *
  * Slow clients: each client address may hold at most max_per_addr of the
- * CONNECTION_LIMIT connections, and every request must be in within the
+ * max_connections connections, and every request must be in within the
  * request deadline (deadline.c) of its connection's start or of the previous
  * response. A client that stops reading its response is cut off by
  * libmicrohttpd after CONNECTION_TIMEOUT seconds without progress. */
@@ -38,8 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CONNECTION_LIMIT	512
 #define CONNECTION_TIMEOUT	30		/* seconds of inactivity */
+#define LISTEN_BACKLOG		4096	/* the kernel caps it at net.core.somaxconn */
 #define THREAD_STACK_SIZE	(256 * 1024)
 
 
@@ -529,7 +529,7 @@ open_listener(void)
 	if (listen_fd < 0 ||
 		setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
 		bind(listen_fd, (struct sockaddr *) &addr, len) != 0 ||
-		listen(listen_fd, 511) != 0 ||
+		listen(listen_fd, LISTEN_BACKLOG) != 0 ||
 		getsockname(listen_fd, (struct sockaddr *) &addr, &len) != 0)
 	{
 		log_msg(LOG_ERROR, "cannot listen on %s port %d: %s", cfg.listen, cfg.port, strerror(errno));
@@ -556,7 +556,7 @@ start_daemon(void)
 							MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) cfg.threads,
 							MHD_OPTION_THREAD_STACK_SIZE, (size_t) THREAD_STACK_SIZE,
 							MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg.max_header + 8 * 1024,
-							MHD_OPTION_CONNECTION_LIMIT, (unsigned int) CONNECTION_LIMIT,
+							MHD_OPTION_CONNECTION_LIMIT, (unsigned int) cfg.max_connections,
 							MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) cfg.max_per_addr,
 							MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) CONNECTION_TIMEOUT,
 							MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,

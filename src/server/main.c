@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,8 +38,11 @@ static const char usage[] =
 "                       env SDR_CREDS_MAX_BODY\n"
 "  --max-header BYTES   larger header blocks get 431 (default 16384)\n"
 "                       env SDR_CREDS_MAX_HEADER\n"
-"  --max-per-addr N     connections one client address may hold at once, of the\n"
-"                       512 the server takes; more are closed at once\n"
+"  --max-connections N  HTTP connections open at once; more are closed as they\n"
+"                       arrive (default 4096; lowered to fit the open-files\n"
+"                       limit)  env SDR_CREDS_MAX_CONNECTIONS\n"
+"  --max-per-addr N     connections one client address may hold at once, of\n"
+"                       --max-connections; more are closed at once\n"
 "                       (default 64, 0 = no limit)  env SDR_CREDS_MAX_PER_ADDR\n"
 "  --request-deadline SECS\n"
 "                       time a client has to send a whole request, head and\n"
@@ -127,7 +131,8 @@ wait_idle(int ms)
 /* The settings: each a flag, an environment variable and a default. */
 enum setting
 {
-	S_LISTEN, S_PORT, S_DB, S_POOL, S_LOG_LEVEL, S_MAX_BODY, S_MAX_HEADER, S_MAX_PER_ADDR,
+	S_LISTEN, S_PORT, S_DB, S_POOL, S_LOG_LEVEL, S_MAX_BODY, S_MAX_HEADER, S_MAX_CONNECTIONS,
+	S_MAX_PER_ADDR,
 	S_REQUEST_DEADLINE, S_COUNT
 };
 
@@ -144,6 +149,7 @@ static struct
 	[S_LOG_LEVEL] = {"log-level", "SDR_CREDS_LOG_LEVEL", "info"},
 	[S_MAX_BODY] = {"max-body", "SDR_CREDS_MAX_BODY", "65536"},
 	[S_MAX_HEADER] = {"max-header", "SDR_CREDS_MAX_HEADER", "16384"},
+	[S_MAX_CONNECTIONS] = {"max-connections", "SDR_CREDS_MAX_CONNECTIONS", "4096"},
 	[S_MAX_PER_ADDR] = {"max-per-addr", "SDR_CREDS_MAX_PER_ADDR", "64"},
 	[S_REQUEST_DEADLINE] = {"request-deadline", "SDR_CREDS_REQUEST_DEADLINE", "10"},
 };
@@ -196,22 +202,50 @@ configure(struct http_config *config, long *pool_size)
 	long		port = setting_num(S_PORT, 0, 65535);
 	long		body = setting_num(S_MAX_BODY, 1, 64L << 20);
 	long		header = setting_num(S_MAX_HEADER, 1024, 1L << 20);
+	long		conns = setting_num(S_MAX_CONNECTIONS, 1, 1000000);
 	long		per_addr = setting_num(S_MAX_PER_ADDR, 0, 65535);
 	long		deadline = setting_num(S_REQUEST_DEADLINE, 1, 3600);
 
 	log_level = parse_level(settings[S_LOG_LEVEL].value);
 	*pool_size = settings[S_POOL].value ? setting_num(S_POOL, 1, 1000) : default_pool();
 	if (log_level < 0 || port < 0 || *pool_size < 0 || body < 0 || header < 0 ||
-		per_addr < 0 || deadline < 0)
+		conns < 0 || per_addr < 0 || deadline < 0)
 		return false;
 	config->listen = settings[S_LISTEN].value;
 	config->port = (int) port;
 	config->max_body = (size_t) body;
 	config->max_header = (size_t) header;
 	config->threads = (int) *pool_size;	/* one connection per worker: no waiting */
+	config->max_connections = (int) conns;
 	config->max_per_addr = (int) per_addr;
 	config->request_deadline = (int) deadline;
 	return true;
+}
+
+/* Raises the open-files limit to what max_connections needs (one descriptor
+ * each, plus the pool's and a few of the server's own), as far as the hard
+ * limit allows; lowers max_connections to fit if it cannot. */
+static void
+fit_descriptors(struct http_config *config, long pool_size)
+{
+	struct rlimit lim;
+	rlim_t		spare = (rlim_t) pool_size + 64;
+	rlim_t		want = (rlim_t) config->max_connections + spare;
+
+	if (getrlimit(RLIMIT_NOFILE, &lim) != 0)
+		return;
+	if (lim.rlim_cur < want)
+	{
+		lim.rlim_cur = lim.rlim_max == RLIM_INFINITY || lim.rlim_max > want ? want : lim.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &lim);
+		getrlimit(RLIMIT_NOFILE, &lim);
+	}
+	if (lim.rlim_cur < want)
+	{
+		config->max_connections = lim.rlim_cur > spare + 16 ? (int) (lim.rlim_cur - spare) : 16;
+		log_msg(LOG_ERROR, "open-files limit %llu: --max-connections lowered to %d",
+				(unsigned long long) lim.rlim_cur, config->max_connections);
+	}
 }
 
 /* After SIGTERM or SIGINT: no new connections, requests in flight finish. */
@@ -257,6 +291,7 @@ main(int argc, char **argv)
 	sigaddset(&signals, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &signals, NULL);
 	log_start();
+	fit_descriptors(&config, pool_size);
 
 	if (db_init(settings[S_DB].value, (int) pool_size) != 0)
 	{
