@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # make bench: the performance targets, measured as ratios in one run, on a throwaway cluster.
 #   1. in-database get_by_provider (API-key auth + decryption), pgbench -M prepared -c 8,
-#      against a plaintext point select of the same row as JSON;
-#   2. HTTP get by provider with wrk -c 32, against (1), with its p99 latency;
-#   3. the HTTP server's RSS after 60 s of load, and whether it grew;
-#   4. scale: get_by_provider with 1M credentials over 100k orgs against 10k over
+#      against a plaintext point select of the same row as JSON; the same with every
+#      call audited;
+#   2. the realistic load: 10,000 orgs x 3 providers, a random org's API key on every
+#      call, in the database (pgbench) and over HTTP (wrk with random_key.lua);
+#   3. HTTP get by provider with wrk -c 32, one key and random keys, each against its
+#      in-database figure, with p50 and p99; the same rounds interleave all of them;
+#   4. connections: 256 and 2,000 kept-alive connections (errors, non-2xx, p99), the
+#      server's RSS at 32, 256 and 2,000 connections and over 60 s at 2,000, and the
+#      database connections it holds (bounded by --pool);
+#   5. scale: get_by_provider with 1M credentials over 100k orgs against 10k over
 #      1k orgs (BENCH_SCALE=0 skips it; loading takes a few minutes).
 # Every load is bounded in time. BENCH_SECONDS (default 10) sets each run,
-# BENCH_ROUNDS (default 3) the interleaved pgbench rounds.
+# BENCH_ROUNDS (default 3) the interleaved rounds, BENCH_PORT and BENCH_HTTP_PORT
+# the first ports tried for the cluster and the server.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 secs=${BENCH_SECONDS:-10}
 work=$(mktemp -d /tmp/sdr_creds_bench.XXXXXX); chmod 755 "$work"
-port=54349
+port=${BENCH_PORT:-54349}
 while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
 server_pid=
 cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; test/cluster.sh stop "$work/cluster"; rm -rf "$work"; }
@@ -46,18 +53,118 @@ GRANT SELECT ON bench_plain TO bench_app;
 SQL
 key=$(psql -XAtq -d bench -c "SELECT sdr_creds.create_api_key('$org', 'bench') ->> 'key'")
 
-# Interleaved rounds, median of each: the machine's noise hits both alike.
+# The realistic load: 10,000 orgs x 3 providers (crm1..crm3), an API key per org,
+# kept in bench_keys (for pgbench) and in a key file (for wrk).
+nkeys=10000
+psql -Xq -d bench -v ON_ERROR_STOP=1 >/dev/null <<SQL
+CREATE TABLE bench_keys (id integer PRIMARY KEY, key text NOT NULL);
+DO \$\$
+DECLARE
+  o uuid;
+BEGIN
+  FOR i IN 1..$nkeys LOOP
+    o := ('00000000-0000-4000-9000-' || lpad(to_hex(i), 12, '0'))::uuid;
+    PERFORM sdr_creds.act_as(o);
+    FOR p IN 1..3 LOOP
+      PERFORM sdr_creds.store('crm' || p, 'https://org' || i || '.example.test', 'made-up-token-' || i || '-' || p,
+        '{"instance_url": "https://bench.my.salesforce.com", "api_version": "v58.0", "refresh_token": "5Aep861.made-up", "token_type": "Bearer"}');
+    END LOOP;
+    INSERT INTO bench_keys VALUES (i, sdr_creds.create_api_key(o, 'bench') ->> 'key');
+  END LOOP;
+END
+\$\$;
+GRANT SELECT ON bench_keys TO bench_app;
+VACUUM ANALYZE;
+CHECKPOINT;
+SQL
+(umask 077; psql -XAtq -d bench -c "SELECT key FROM bench_keys ORDER BY id" > "$work/keys")
+export BENCH_KEYS="$work/keys"
+
+server=src/server/sdr_creds_server
+http=
+if [ -x "$server" ] && command -v wrk >/dev/null; then
+  http=1
+  # wrk's 2,000 connections and the server's need as many descriptors
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  http_port=${BENCH_HTTP_PORT:-18080}
+  while (exec 3<>"/dev/tcp/127.0.0.1/$http_port") 2>/dev/null; do http_port=$((http_port + 1)); done
+  # every wrk connection comes from 127.0.0.1: no per-address cap
+  "$server" --listen 127.0.0.1 --port $http_port --log-level error --max-per-addr 0 --max-connections 4096 \
+    --db "host=$PGHOST port=$PGPORT dbname=bench user=bench_app application_name=sdr_creds_bench" 2>"$work/server.log" &
+  server_pid=$!
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$http_port/healthz" >/dev/null && break; sleep 0.1; done
+  url="http://127.0.0.1:$http_port/integration-credentials/provider/salesforce"
+  base="http://127.0.0.1:$http_port"
+fi
+
+rss() { awk '/VmRSS/ { print $2 }' "/proc/$server_pid/status"; }
+# wrk_run NAME CONNECTIONS SECONDS [wrk args]: wrk --latency into $work/NAME.wrk,
+# the server's highest RSS meanwhile (sampled every 0.5 s) into $work/NAME.rss
+wrk_run() {
+  local name=$1 c=$2 d=$3 max=0 r; shift 3
+  wrk -t 2 -c "$c" -d "${d}s" --timeout 5s --latency "$@" > "$work/$name.wrk" 2>&1 &
+  local w=$!
+  while kill -0 "$w" 2>/dev/null; do
+    r=$(rss); [ "${r:-0}" -gt "$max" ] && max=$r
+    sleep 0.5
+  done
+  wait "$w"
+  echo "$max" > "$work/$name.rss"
+}
+wrk_one() { wrk_run "$1" "$2" "$3" -H "X-API-Key: $key" "$url"; }
+wrk_random() { wrk_run "$1" "$2" "$3" -s test/bench/random_key.lua "$base"; }
+# wrk_field NAME rps|p50|p99|errors|non2xx
+wrk_field() {
+  local f="$work/$1.wrk"
+  case $2 in
+    rps) sed -n 's/^Requests\/sec: *\([0-9.]*\)/\1/p' "$f" ;;
+    p50) awk '$1 == "50%" { print $2 }' "$f" ;;
+    p99) awk '$1 == "99%" { print $2 }' "$f" ;;
+    errors) awk -F'[ ,]+' '/Socket errors/ { print $5 + $7 + $9 + $11 }' "$f" ;;
+    non2xx) sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\)/\1/p' "$f" ;;
+  esac
+}
+# the median of wrk's figure over the rounds' files NAME.1.wrk, NAME.2.wrk, ...
+to_ms() { awk '{ v = $1; if (v ~ /us$/) v = v / 1000; else if (v ~ /ms$/) v = v + 0; else if (v ~ /s$/) v = v * 1000; printf "%.2f\n", v }'; }
+wrk_median() {
+  for i in $(seq "$rounds"); do
+    if [ "$2" = rps ]; then wrk_field "$1.$i" rps; else wrk_field "$1.$i" "$2" | to_ms; fi
+  done > "$work/$1.$2"
+  median "$work/$1.$2"
+}
+
+# Interleaved rounds, median of each: the machine's noise hits all alike.
 rounds=${BENCH_ROUNDS:-3}
 run_pgbench() {  # NAME[_audited]: test/bench/NAME.pgbench, results in $work/NAME[_audited].tps
-  pgbench -n -M prepared -c 8 -j 2 -T "$secs" -U bench_app -D key="$key" -f "test/bench/${1%_audited}.pgbench" bench 2>&1 |
+  pgbench -n -M prepared -c 8 -j 2 -T "$secs" -U bench_app -D key="$key" -D nkeys="$nkeys" \
+    -f "test/bench/${1%_audited}.pgbench" bench 2>&1 |
     sed -n 's/^tps = \([0-9.]*\) .*/\1/p' >> "$work/$1.tps"
 }
 median() { sort -n "$1" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-for _ in $(seq "$rounds"); do run_pgbench plain_select; run_pgbench get_by_provider; done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+for i in $(seq "$rounds"); do
+  run_pgbench plain_select; run_pgbench get_by_provider; run_pgbench get_random_key
+  if [ -n "$http" ]; then wrk_one one.$i 32 "$secs"; wrk_random random.$i 32 "$secs"; fi
+done
 plain=$(median "$work/plain_select.tps"); creds=$(median "$work/get_by_provider.tps")
-ratio=$(awk -v a="$creds" -v b="$plain" 'BEGIN { printf "%.2f", a / b }')
+creds10k=$(median "$work/get_random_key.tps")
 echo "in-database (median of $rounds interleaved ${secs} s rounds): get_by_provider with API-key auth + decryption ${creds} tps; plaintext JSON point select ${plain} tps"
-echo "  ratio ${ratio} (target >= 0.85)"
+echo "  ratio $(ratio "$creds" "$plain") (target >= 0.85)"
+echo "in-database, a random key of ${nkeys} orgs x 3 providers per call: ${creds10k} tps"
+
+if [ -n "$http" ]; then
+  for load in one random; do
+    rps=$(wrk_median $load rps); p50=$(wrk_median $load p50); p99=$(wrk_median $load p99)
+    non2xx=0; errors=0
+    for i in $(seq "$rounds"); do
+      non2xx=$((non2xx + $(wrk_field $load.$i non2xx | grep . || echo 0)))
+      errors=$((errors + $(wrk_field $load.$i errors | grep . || echo 0)))
+    done
+    if [ $load = one ]; then what="one key"; against=$creds; else what="a random key of ${nkeys} orgs"; against=$creds10k; fi
+    echo "HTTP get by provider, ${what} (wrk -c 32, median of $rounds rounds): ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms; errors ${errors}, non-2xx ${non2xx}"
+    echo "  ratio to in-database ($against tps) $(ratio "$rps" "$against") (target >= 0.6; p99 target <= 5 ms)"
+  done
+fi
 
 # The same with every call audited (sdr_creds.audit = all: one log line per call)
 # and the usage statistics on, against the plaintext figure above.
@@ -65,31 +172,28 @@ psql -Xq -c "ALTER SYSTEM SET sdr_creds.audit = 'all'" -c "SELECT pg_reload_conf
 until [ "$(psql -XAtq -d bench -c "SHOW sdr_creds.audit")" = all ]; do sleep 0.05; done
 for _ in $(seq "$rounds"); do run_pgbench get_by_provider_audited; done
 audited=$(median "$work/get_by_provider_audited.tps")
-aratio=$(awk -v a="$audited" -v b="$plain" 'BEGIN { printf "%.2f", a / b }')
-echo "in-database with sdr_creds.audit = all: ${audited} tps, ratio ${aratio} (target >= 0.85)"
+echo "in-database with sdr_creds.audit = all: ${audited} tps, ratio $(ratio "$audited" "$plain") (target >= 0.85)"
 psql -Xq -c "ALTER SYSTEM RESET sdr_creds.audit" -c "SELECT pg_reload_conf()" >/dev/null
 
-server=src/server/sdr_creds_server
-if [ -x "$server" ] && command -v wrk >/dev/null; then
-  http_port=18080
-  "$server" --listen 127.0.0.1 --port $http_port --log-level error \
-    --db "host=$PGHOST port=$PGPORT dbname=bench user=bench_app" 2>"$work/server.log" &
-  server_pid=$!
-  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$http_port/healthz" >/dev/null && break; sleep 0.1; done
-  url="http://127.0.0.1:$http_port/integration-credentials/provider/salesforce"
-  wrk -t 2 -c 32 -d "${secs}s" --latency -H "X-API-Key: $key" "$url" > "$work/wrk.out" 2>&1
-  rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\)/\1/p' "$work/wrk.out")
-  p99=$(awk '$1 == "99%" { print $2 }' "$work/wrk.out")
-  non2xx=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\)/\1/p' "$work/wrk.out")
-  hratio=$(awk -v a="$rps" -v b="$creds" 'BEGIN { printf "%.2f", a / b }')
-  echo "HTTP: get by provider ${rps} req/s, p99 ${p99} (wrk -c 32), non-2xx ${non2xx:-0}"
-  echo "  ratio to in-database ${hratio} (target >= 0.6; p99 target <= 5 ms)"
-  rss() { awk '/VmRSS/ { print $2 }' "/proc/$server_pid/status"; }
-  wrk -t 2 -c 32 -d 30s -H "X-API-Key: $key" "$url" >/dev/null 2>&1
-  r30=$(rss)
-  wrk -t 2 -c 32 -d 30s -H "X-API-Key: $key" "$url" >/dev/null 2>&1
-  r60=$(rss)
-  echo "server RSS: ${r30} kB after 30 s of load, ${r60} kB after 60 s (target <= 32768 kB, not growing)"
+if [ -n "$http" ]; then
+  # Many kept-alive connections, random keys: all from 127.0.0.1 (no per-address cap).
+  for c in 256 2000; do
+    wrk_random conn$c "$c" "$secs"
+    echo "HTTP, ${c} connections (random keys, ${secs} s): $(wrk_field conn$c rps) req/s, p50 $(wrk_field conn$c p50), p99 $(wrk_field conn$c p99); errors $(wrk_field conn$c errors | grep . || echo 0), non-2xx $(wrk_field conn$c non2xx | grep . || echo 0)"
+  done
+  echo "  p99 target at 256 connections <= 20 ms; no errors, no non-2xx"
+  r32=$(sort -n "$work"/one.*.rss "$work"/random.*.rss | tail -1)
+  echo "server RSS: ${r32} kB at 32 connections, $(cat "$work/conn256.rss") kB at 256, $(cat "$work/conn2000.rss") kB at 2000 (target < 65536 kB at 2000)"
+  # 60 s at 2,000 connections: the RSS after 10 s and near the end
+  wrk -t 2 -c 2000 -d 60s --timeout 5s -s test/bench/random_key.lua "$base" > "$work/long.wrk" 2>&1 &
+  w=$!
+  sleep 10; r10=$(rss); sleep 30; r40=$(rss)
+  dbconns=$(psql -XAtq -d bench -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sdr_creds_bench'")
+  curl -s "$base/metrics" > "$work/metrics"
+  sleep 18; r58=$(rss)
+  wait "$w"
+  echo "server RSS over 60 s at 2000 connections: ${r10} kB at 10 s, ${r40} kB at 40 s, ${r58} kB at 58 s (target: not growing); $(sed -n 's/^Requests\/sec: *//p' "$work/long.wrk") req/s"
+  echo "  at 40 s: $(awk '$1 == "sdr_creds_http_connections" { print $2 }' "$work/metrics") HTTP connections open, ${dbconns} database connections (pool of $(awk '/^sdr_creds_db_pool_connections/ { n += $2 } END { print n }' "$work/metrics"))"
 fi
 
 if [ "${BENCH_SCALE:-1}" != 0 ]; then
