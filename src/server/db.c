@@ -2,10 +2,10 @@
  * prepared statements, one pipelined round trip per request, reconnection
  * with backoff, and the mapping of SQLSTATEs to HTTP statuses.
  *
- * Each request borrows one connection, sends authenticate_headers() and the
- * route's statement in pipeline mode followed by one Sync, so both run in one
- * implicit transaction (the org context lives until it ends), and reads the
- * results back. A connection that fails is closed; the next request that
+ * Each request borrows one connection and sends one statement that
+ * authenticates (authenticate_headers()) and makes the route's call, with a
+ * Sync, so both run in one implicit transaction (the org context lives until
+ * it ends), and reads the results back. A connection that fails is closed; the next request that
  * needs it reconnects, no sooner than the pool's backoff allows. */
 #include "db.h"
 #include "../messages.h"
@@ -21,24 +21,40 @@
 #define BACKOFF_MAX_MS		2000
 
 
-/* Prepared once per connection. Every request runs the auth statement,
- * then (usually) one of the route statements. */
+/* Prepared once per connection. Each request runs one of them: the
+ * authentication alone (STMT_NONE), or the authentication and the route's
+ * call in one statement, whose first branch authenticates (setting the
+ * transaction's org context) and returns the org id as its first row, and
+ * whose second branch makes the call and returns its value as the second
+ * row. Read in single-row mode, the first row arrives even when the call
+ * fails, so the access log names the org of a 403 or 404. Columns: org id,
+ * created (store), value. */
 struct statement
 {
 	const char *name;
 	const char *sql;
 };
 
-static const struct statement auth_stmt =
-{"sdr_auth", "SELECT sdr_creds.authenticate_headers($1::text, $2::text)"};
+#define AUTH_ROW "SELECT sdr_creds.authenticate_headers($1::text, $2::text), NULL::boolean, NULL::json"
+#define THEN " UNION ALL "
+
+static const struct statement auth_stmt = {"sdr_auth", AUTH_ROW};
+static const struct statement ready_stmt = {"sdr_ready", "SELECT 1"};
 
 static const struct statement stmts[STMT_COUNT] = {
-	[STMT_GET_BY_PROVIDER] = {"sdr_get_by_provider", "SELECT sdr_creds.get_by_provider($1::text)"},
-	[STMT_GET] = {"sdr_get", "SELECT sdr_creds.get($1::uuid)"},
-	[STMT_LIST] = {"sdr_list", "SELECT sdr_creds.list($1::integer, $2::integer)"},
-	[STMT_DELETE] = {"sdr_delete", "SELECT sdr_creds.delete($1::uuid)"},
-	[STMT_STORE] = {"sdr_store", "SELECT created, credential FROM sdr_creds.store_json($1::text)"},
+	[STMT_GET_BY_PROVIDER] = {"sdr_get_by_provider",
+	AUTH_ROW THEN "SELECT NULL, NULL, sdr_creds.get_by_provider($3::text)"},
+	[STMT_GET] = {"sdr_get", AUTH_ROW THEN "SELECT NULL, NULL, sdr_creds.get($3::uuid)"},
+	[STMT_LIST] = {"sdr_list",
+	AUTH_ROW THEN "SELECT NULL, NULL, sdr_creds.list($3::integer, $4::integer)"},
+	[STMT_DELETE] = {"sdr_delete", AUTH_ROW THEN "SELECT NULL, NULL, sdr_creds.delete($3::uuid)"},
+	[STMT_STORE] = {"sdr_store",
+	AUTH_ROW THEN "SELECT NULL, created, credential FROM sdr_creds.store_json($3::text)"},
 };
+
+#define COL_ORG		0
+#define COL_CREATED	1
+#define COL_VALUE	2
 
 struct slot
 {
@@ -105,9 +121,9 @@ connect_one(void)
 		PQfinish(conn);
 		return NULL;
 	}
-	for (int i = -1; i < STMT_COUNT; i++)
+	for (int i = -2; i < STMT_COUNT; i++)
 	{
-		const struct statement *st = i < 0 ? &auth_stmt : &stmts[i];
+		const struct statement *st = i == -2 ? &ready_stmt : i == -1 ? &auth_stmt : &stmts[i];
 		PGresult   *res = PQprepare(conn, st->name, st->sql, 0, NULL);
 		bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 
@@ -283,32 +299,59 @@ acquire_open(void)
 	return s;
 }
 
-/* Reads the results of nq pipelined queries and the Sync that follows them;
- * res[i] gets the first result of query i. False if the pipeline did not end
- * cleanly (the connection must then be dropped). */
-static bool
-collect(PGconn *conn, int nq, PGresult **res)
+/* What one statement sent back, up to its Sync. */
+struct results
 {
-	int			q = 0;
+	PGresult   *row[2];			/* its first rows, in single-row mode */
+	int			nrows;
+	PGresult   *error;			/* its error, if it failed */
+};
 
+static void
+results_clear(struct results *r, const PGresult *keep)
+{
+	for (int i = 0; i < r->nrows; i++)
+		if (r->row[i] != keep)
+			PQclear(r->row[i]);
+	if (r->error != keep)
+		PQclear(r->error);
+}
+
+/* Sends one prepared statement and a Sync, and reads its rows (one result
+ * each) and error up to the Sync. False if the pipeline did not end cleanly
+ * (the connection must then be dropped). */
+static bool
+run_one(PGconn *conn, const char *name, int nparams, const char *const *params,
+		struct results *out)
+{
+	bool		ended = false;
+
+	memset(out, 0, sizeof *out);
+	if (!PQsendQueryPrepared(conn, name, nparams, params, NULL, NULL, 0) ||
+		!PQpipelineSync(conn) || !PQsetSingleRowMode(conn))
+		return false;
 	for (;;)
 	{
 		PGresult   *r = PQgetResult(conn);
 
 		if (r == NULL)
 		{
-			if (q >= nq || PQstatus(conn) == CONNECTION_BAD)
+			/* the end of the statement's results, then the Sync's */
+			if (ended || PQstatus(conn) == CONNECTION_BAD)
 				return false;
-			q++;
+			ended = true;
 			continue;
 		}
 		if (PQresultStatus(r) == PGRES_PIPELINE_SYNC)
 		{
 			PQclear(r);
-			return q == nq;
+			return ended;
 		}
-		if (q < nq && res[q] == NULL)
-			res[q] = r;
+		if (PQresultStatus(r) == PGRES_SINGLE_TUPLE && out->nrows < 2)
+			out->row[out->nrows++] = r;
+		else if (PQresultStatus(r) != PGRES_SINGLE_TUPLE &&
+				 PQresultStatus(r) != PGRES_TUPLES_OK && out->error == NULL)
+			out->error = r;
 		else
 			PQclear(r);
 	}
@@ -387,52 +430,68 @@ map_error(PGconn *conn, PGresult *res, const char *what, struct db_reply *reply,
 	internal_error(reply);
 }
 
-/* A statement's result as the reply: its JSON value (store: 201 when it created the row). */
+/* The call's row as the reply: its JSON value (store: 201 when it created the row). */
 static void
 reply_with_value(enum stmt_id stmt, PGresult *res, struct db_reply *reply)
 {
-	int			col = stmt == STMT_STORE ? 1 : 0;
-
-	if (PQntuples(res) != 1 || PQnfields(res) <= col || PQgetisnull(res, 0, col))
+	if (res == NULL || PQnfields(res) <= COL_VALUE || PQgetisnull(res, 0, COL_VALUE))
 	{
 		log_msg(LOG_ERROR, "%s returned no value", stmts[stmt].name);
 		internal_error(reply);
 		return;
 	}
-	reply->status = stmt == STMT_STORE && PQgetvalue(res, 0, 0)[0] == 't' ? 201 : 200;
-	reply->body = PQgetvalue(res, 0, col);
-	reply->body_len = (size_t) PQgetlength(res, 0, col);
+	reply->status = stmt == STMT_STORE && PQgetvalue(res, 0, COL_CREATED)[0] == 't' ? 201 : 200;
+	reply->body = PQgetvalue(res, 0, COL_VALUE);
+	reply->body_len = (size_t) PQgetlength(res, 0, COL_VALUE);
 	reply->res = res;
 }
 
-/* Sends the authentication and stmt (unless STMT_NONE) with one Sync and
- * reads their results; false if the connection failed. Timed for /metrics. */
+/* Runs the request's statement; false if the connection failed. Timed for /metrics. */
 static bool
 round_trip(PGconn *conn, enum stmt_id stmt, int nparams, const char *const *params,
-		   const char *const *auth, PGresult **res)
+		   struct results *out)
 {
 	double		sent = now_ms();
 	bool		ok;
 
-	ok = PQsendQueryPrepared(conn, auth_stmt.name, 2, auth, NULL, NULL, 0) &&
-		(stmt == STMT_NONE ||
-		 PQsendQueryPrepared(conn, stmts[stmt].name, nparams, params, NULL, NULL, 0)) &&
-		PQpipelineSync(conn) &&
-		collect(conn, stmt == STMT_NONE ? 1 : 2, res);
+	ok = run_one(conn, stmt == STMT_NONE ? auth_stmt.name : stmts[stmt].name,
+				 nparams, params, out);
 	if (ok)
 		metrics_db_roundtrip(now_ms() - sent);
 	return ok;
+}
+
+/* The statement's results as the reply: the org id from its first row, then
+ * its error, the call's value, or (STMT_NONE) status 0. */
+static void
+read_results(PGconn *conn, enum stmt_id stmt, struct results *r,
+			 struct db_reply *reply, bool *broken)
+{
+	const char *name = stmt == STMT_NONE ? auth_stmt.name : stmts[stmt].name;
+
+	if (r->nrows > 0 && !PQgetisnull(r->row[0], 0, COL_ORG))
+		snprintf(reply->org_id, sizeof reply->org_id, "%s", PQgetvalue(r->row[0], 0, COL_ORG));
+	if (r->error != NULL)
+		map_error(conn, r->error, name, reply, broken);
+	else if (r->nrows == 0)
+	{
+		log_msg(LOG_ERROR, "%s returned no rows", name);
+		internal_error(reply);
+	}
+	else if (stmt == STMT_NONE)
+		reply->status = 0;
+	else
+		reply_with_value(stmt, r->nrows > 1 ? r->row[1] : NULL, reply);
 }
 
 void
 db_call(enum stmt_id stmt, int nparams, const char *const *params,
 		const char *api_key, const char *authorization, struct db_reply *reply)
 {
-	const char *auth[2] = {api_key, authorization};
-	PGresult   *res[2] = {NULL, NULL};
+	const char *all[2 + DB_MAX_PARAMS] = {api_key, authorization};
+	struct results r;
 	bool		broken = false;
 	struct slot *s;
-	PGconn	   *conn;
 
 	memset(reply, 0, sizeof *reply);
 	s = acquire_open();
@@ -441,30 +500,18 @@ db_call(enum stmt_id stmt, int nparams, const char *const *params,
 		unavailable(reply);
 		return;
 	}
-	conn = s->conn;
-	if (!round_trip(conn, stmt, nparams, params, auth, res))
+	for (int i = 0; i < nparams && i < DB_MAX_PARAMS && stmt != STMT_NONE; i++)
+		all[2 + i] = params[i];
+	if (!round_trip(s->conn, stmt, stmt == STMT_NONE ? 2 : 2 + nparams, all, &r))
 	{
 		log_msg(LOG_ERROR, "%s: database connection lost",
 				stmt == STMT_NONE ? auth_stmt.name : stmts[stmt].name);
 		broken = true;
 		unavailable(reply);
 	}
-	else if (PQresultStatus(res[0]) != PGRES_TUPLES_OK)
-		map_error(conn, res[0], auth_stmt.name, reply, &broken);
 	else
-	{
-		if (PQntuples(res[0]) == 1 && !PQgetisnull(res[0], 0, 0))
-			snprintf(reply->org_id, sizeof reply->org_id, "%s", PQgetvalue(res[0], 0, 0));
-		if (stmt == STMT_NONE)
-			reply->status = 0;
-		else if (PQresultStatus(res[1]) != PGRES_TUPLES_OK)
-			map_error(conn, res[1], stmts[stmt].name, reply, &broken);
-		else
-			reply_with_value(stmt, res[1], reply);
-	}
-	for (int i = 0; i < 2; i++)
-		if (res[i] != reply->res)
-			PQclear(res[i]);
+		read_results(s->conn, stmt, &r, reply, &broken);
+	results_clear(&r, reply->res);
 	release(s, broken);
 }
 
@@ -479,20 +526,18 @@ bool
 db_ready(void)
 {
 	struct slot *s = acquire_open();
-	PGresult   *res = NULL;
+	struct results r;
 	bool		synced,
 				ok;
 
 	if (s == NULL)
 		return false;
-	synced = PQsendQueryParams(s->conn, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0) &&
-		PQpipelineSync(s->conn) &&
-		collect(s->conn, 1, &res);
-	ok = synced && PQresultStatus(res) == PGRES_TUPLES_OK;
+	synced = run_one(s->conn, ready_stmt.name, 0, NULL, &r);
+	ok = synced && r.error == NULL && r.nrows == 1;
 	if (!ok)
 		log_msg(LOG_ERROR, "readiness check failed: SQLSTATE %s",
-				res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) ?: "none" : "none");
-	PQclear(res);
+				r.error ? PQresultErrorField(r.error, PG_DIAG_SQLSTATE) ?: "none" : "none");
+	results_clear(&r, NULL);
 	release(s, !synced || PQstatus(s->conn) != CONNECTION_OK);
 	return ok;
 }

@@ -20,6 +20,9 @@ enum stmt_id
 	STMT_COUNT
 };
 
+/* The most parameters a route's statement takes (besides the two headers). */
+#define DB_MAX_PARAMS 2
+
 /* What one round trip produced, ready to become an HTTP response. */
 struct db_reply
 {
@@ -35,8 +38,9 @@ struct db_reply
 /* Opens the pool; connection failures here are logged, not fatal. */
 int			db_init(const char *conninfo, int size);
 
-/* Authenticates with the two header values (either may be NULL), then runs
- * stmt with params, as one implicit transaction in one round trip. */
+/* Authenticates with the two header values (either may be NULL) and runs
+ * stmt with params (at most DB_MAX_PARAMS), in one statement and one round
+ * trip. */
 void		db_call(enum stmt_id stmt, int nparams, const char *const *params,
 					const char *api_key, const char *authorization,
 					struct db_reply *reply);

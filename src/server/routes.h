@@ -37,7 +37,7 @@ struct route_match
 	enum stmt_id stmt;
 	bool		wants_body;
 	int			nparams;
-	const char *params[2];
+	const char *params[DB_MAX_PARAMS];
 	const char *invalid;		/* set: answer 422 with this detail once authenticated */
 	char		limit[12];
 	char		offset[12];
