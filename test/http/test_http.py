@@ -518,6 +518,50 @@ def t_keep_alive():
         conn.close()
     eq(statuses, [200, 200, 404, 422, 200], "statuses on one connection")
 
+def t_pool_bound():
+    """300 kept-alive connections with a request each: the server holds no
+    more than --pool database connections. The requests wait on a table
+    lock, so all 300 are in at once while the database connections are
+    counted."""
+    import http.client
+    expect(store("a", "pool-bound", "tok-made-up-pool-bound"), 201)
+    app, pool, n = "sdr_pool_bound", 2, 300
+    log = os.path.join(WORK, "sdr_http_pool.log")
+    srv = Server(os.environ["SDR_SERVER"], ctx["conninfo"] + " application_name=" + app, log,
+                 args=("--pool", str(pool), "--max-per-addr", "0"))
+    conns, lock = [], None
+    backends = "SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s'" % app
+    try:
+        for _ in range(n):
+            conns.append(http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30))
+            conns[-1].connect()
+        lock = harness.TableLock(db=DB)
+        for c in conns:
+            c.putrequest("GET", "/integration-credentials/provider/pool-bound", skip_accept_encoding=True)
+            c.putheader("X-API-Key", ctx["key_a"])
+            c.endheaders()
+        waiting = wait_until(lambda: psql(backends + " AND wait_event_type = 'Lock'") == str(pool), 15)
+        # (not from /metrics: every worker is waiting on the database)
+        open_http = sum(os.readlink("/proc/%d/fd/%s" % (srv.proc.pid, fd)).startswith("socket:")
+                        for fd in os.listdir("/proc/%d/fd" % srv.proc.pid))
+        held = int(psql(backends))
+        lock.release()
+        lock = None
+        statuses = [c.getresponse().status for c in conns]
+        after = int(psql(backends))
+    finally:
+        if lock:
+            lock.release()
+        for c in conns:
+            c.close()
+        srv.stop()
+    assert waiting, "the pool's connections did not all wait on the lock"
+    assert open_http >= n + pool, "%d sockets open, expected %d connections and the pool" % (open_http, n)
+    eq(held, pool, "database connections with %d requests in" % n)
+    eq(after, pool, "database connections afterwards")
+    eq(statuses, [200] * n, "statuses")
+
+
 # --- /metrics ------------------------------------------------------------------
 
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -879,11 +923,11 @@ def t_cli():
     p = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10)
     eq(p.returncode, 0, "--help exit")
     for flag in ("--listen", "--port", "--db", "--pool", "--log-level", "--max-body", "--max-header",
-                 "--max-per-addr", "--request-deadline", "SDR_CREDS_MAX_PER_ADDR", "SDR_CREDS_REQUEST_DEADLINE",
+                 "--max-connections", "SDR_CREDS_MAX_CONNECTIONS", "--max-per-addr", "--request-deadline", "SDR_CREDS_MAX_PER_ADDR", "SDR_CREDS_REQUEST_DEADLINE",
                  "SDR_CREDS_DB", "SDR_CREDS_LISTEN", "SDR_CREDS_PORT", "SDR_CREDS_POOL", "SDR_CREDS_LOG_LEVEL"):
         assert flag in p.stdout, flag + " not in --help"
     for args in (["--port", "70000"], ["--pool", "0"], ["--log-level", "loud"], ["--bogus"],
-                 ["--listen", "localhost", "--port", "0"], ["--max-body", "x"], ["--max-per-addr", "-1"],
+                 ["--listen", "localhost", "--port", "0"], ["--max-body", "x"], ["--max-per-addr", "-1"], ["--max-connections", "0"],
                  ["--request-deadline", "0"], ["--request-deadline", "x"]):
         p = subprocess.run([binary, *args], capture_output=True, text=True, timeout=10)
         assert p.returncode != 0, "%s accepted" % args
@@ -929,6 +973,7 @@ def main():
         ("http: 431 for oversized headers", t_431),
         ("http: malformed requests leave the server up", t_malformed_requests),
         ("http: keep-alive connection serves several requests", t_keep_alive),
+        ("http: 300 connections hold no more database connections than --pool", t_pool_bound),
         ("http: CRM sync client example (requests)", t_crm_sync_example),
         ("http: access log has one line per request, routes not paths", t_access_log_lines),
         ("http: database restart gives 503 + Retry-After, then recovers", t_db_restart),
