@@ -223,7 +223,7 @@ render_db(FILE *f)
 				broken;
 
 	family(f, "sdr_creds_db_roundtrip_seconds", "histogram",
-		   "Time of one pipelined database call (authentication and statement).");
+		   "Time of one database call (authentication and the call, one statement).");
 	render_histogram(f, "sdr_creds_db_roundtrip_seconds", "", &db_seconds);
 	db_pool_counts(&busy, &idle, &broken);
 	family(f, "sdr_creds_db_pool_connections", "gauge",
