@@ -9,6 +9,7 @@ CREATE ROLE sdr_demo_app LOGIN;
 GRANT USAGE ON SCHEMA sdr_creds TO sdr_demo_app;
 GRANT EXECUTE ON FUNCTION
     sdr_creds.authenticate(text), sdr_creds.authenticate_headers(text, text),
+    sdr_creds.authenticate_headers(text, text, text),  -- the HTTP server passes the client address
     sdr_creds.authenticate_request(), sdr_creds.current_org_id(),
     sdr_creds.store(text, text, text, jsonb), sdr_creds.store_json(text),
     sdr_creds.get_by_provider(text), sdr_creds.get(uuid),

@@ -32,24 +32,29 @@
 struct statement
 {
 	const char *name;
-	const char *sql;
+	const char *sql;			/* a format: AUTH_ROW's %s */
+	int			nparams;		/* the route's parameters, after AUTH_PARAMS */
 };
 
-#define AUTH_ROW "SELECT sdr_creds.authenticate_headers($1::text, $2::text), NULL::boolean, NULL::json"
+/* %s: ", $3::text" passes the HTTP client's address to the three-argument
+ * authenticate_headers(); "" where that is not available (see connect_one). */
+#define AUTH_ROW "SELECT sdr_creds.authenticate_headers($1::text, $2::text%s), NULL::boolean, NULL::json"
 #define THEN " UNION ALL "
+#define AUTH_PARAMS	3			/* X-API-Key, Authorization, client address */
+#define CLIENT_ARG	", $3::text"
 
-static const struct statement auth_stmt = {"sdr_auth", AUTH_ROW};
-static const struct statement ready_stmt = {"sdr_ready", "SELECT 1"};
+static const struct statement auth_stmt = {"sdr_auth", AUTH_ROW, 0};
+static const struct statement ready_stmt = {"sdr_ready", "SELECT 1", -AUTH_PARAMS};
 
 static const struct statement stmts[STMT_COUNT] = {
 	[STMT_GET_BY_PROVIDER] = {"sdr_get_by_provider",
-	AUTH_ROW THEN "SELECT NULL, NULL, sdr_creds.get_by_provider($3::text)"},
-	[STMT_GET] = {"sdr_get", AUTH_ROW THEN "SELECT NULL, NULL, sdr_creds.get($3::uuid)"},
+	AUTH_ROW THEN "SELECT NULL, NULL, sdr_creds.get_by_provider($4::text)", 1},
+	[STMT_GET] = {"sdr_get", AUTH_ROW THEN "SELECT NULL, NULL, sdr_creds.get($4::uuid)", 1},
 	[STMT_LIST] = {"sdr_list",
-	AUTH_ROW THEN "SELECT NULL, NULL, sdr_creds.list($3::integer, $4::integer)"},
-	[STMT_DELETE] = {"sdr_delete", AUTH_ROW THEN "SELECT NULL, NULL, sdr_creds.delete($3::uuid)"},
+	AUTH_ROW THEN "SELECT NULL, NULL, sdr_creds.list($4::integer, $5::integer)", 2},
+	[STMT_DELETE] = {"sdr_delete", AUTH_ROW THEN "SELECT NULL, NULL, sdr_creds.delete($4::uuid)", 1},
 	[STMT_STORE] = {"sdr_store",
-	AUTH_ROW THEN "SELECT NULL, created, credential FROM sdr_creds.store_json($3::text)"},
+	AUTH_ROW THEN "SELECT NULL, created, credential FROM sdr_creds.store_json($4::text)", 1},
 };
 
 #define COL_ORG		0
@@ -63,12 +68,12 @@ struct slot
 	bool		busy;
 };
 
-/* The slot this thread borrowed last: each HTTP worker keeps to its own
- * connection. */
-static __thread int my_slot = -1;
-
-static struct
+/* A pool of connections to one database: the primary (--db), or the
+ * standbys that serve reads (--db-read). */
+struct pool
 {
+	const char *name;			/* for the log: "database", "read database" */
+	int			id;				/* index into my_slot */
 	pthread_mutex_t mu;			/* guards busy, cancel and the backoff */
 	struct slot *slots;
 	int			size;
@@ -76,11 +81,20 @@ static struct
 	double		backoff;		/* the next wait after a failure, ms */
 	double		connected_at;	/* when the last attempt succeeded */
 	bool		healthy;		/* last attempt succeeded (for logging) */
-	char	   *conninfo;
-}			pool = {
-	.mu = PTHREAD_MUTEX_INITIALIZER,
-	.healthy = true,
+	bool		client_arg;		/* false once a connection could not pass the client (logged once) */
+	char	   *conninfo;		/* NULL: not configured */
 };
+
+static struct pool primary = {
+	.name = "database", .id = 0, .mu = PTHREAD_MUTEX_INITIALIZER, .healthy = true,
+};
+static struct pool replica = {
+	.name = "read database", .id = 1, .mu = PTHREAD_MUTEX_INITIALIZER, .healthy = true,
+};
+
+/* The slot this thread borrowed last from each pool: each HTTP worker keeps
+ * to its own connections. */
+static __thread int my_slot[2] = {-1, -1};
 
 /* First line of a libpq error message, for the log. */
 static const char *
@@ -95,9 +109,67 @@ first_line(const char *msg, char *buf, size_t size)
 	return buf;
 }
 
+/* Prepares one statement, its parameters all text; false if it failed (logged). */
+static bool
+prepare(struct pool *p, PGconn *conn, const struct statement *st, bool client_arg)
+{
+	static const Oid text_types[AUTH_PARAMS + DB_MAX_PARAMS] = {25, 25, 25, 25, 25};
+	char		sql[512];
+	char		buf[256];
+	PGresult   *res;
+
+	snprintf(sql, sizeof sql, st->sql, client_arg ? CLIENT_ARG : "");
+	res = PQprepare(conn, st->name, sql, AUTH_PARAMS + st->nparams, text_types);
+	if (PQresultStatus(res) == PGRES_COMMAND_OK)
+	{
+		PQclear(res);
+		return true;
+	}
+	log_msg(p->healthy ? LOG_ERROR : LOG_DEBUG, "preparing %s failed: SQLSTATE %s: %s", st->name,
+			PQresultErrorField(res, PG_DIAG_SQLSTATE) ?: "-",
+			first_line(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY), buf, sizeof buf));
+	PQclear(res);
+	return false;
+}
+
+/* Whether this connection's role may call the three-argument authenticate_headers(). */
+static bool
+may_pass_client(PGconn *conn)
+{
+	PGresult   *res = PQexec(conn,
+							 "SELECT coalesce(pg_catalog.has_function_privilege(pg_catalog.to_regprocedure("
+							 "'sdr_creds.authenticate_headers(text, text, text)'), 'EXECUTE'), false)");
+	bool		yes = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+		strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+
+	PQclear(res);
+	return yes;
+}
+
+/* Prepares the statements. Without EXECUTE on the three-argument
+ * authenticate_headers() (or on a 1.0 schema), the two-argument one is used:
+ * the database then records the server's address as the client's. */
+static bool
+prepare_all(struct pool *p, PGconn *conn)
+{
+	bool		client_arg = may_pass_client(conn);
+
+	if (!client_arg && __atomic_exchange_n(&p->client_arg, false, __ATOMIC_RELAXED))
+		log_msg(LOG_INFO, "%s: client addresses are not passed to the database "
+				"(no EXECUTE on sdr_creds.authenticate_headers(text, text, text))", p->name);
+	for (int i = -2; i < STMT_COUNT; i++)
+	{
+		const struct statement *st = i == -2 ? &auth_stmt : i == -1 ? &ready_stmt : &stmts[i];
+
+		if (!prepare(p, conn, st, client_arg))
+			return false;
+	}
+	return true;
+}
+
 /* Opens one connection, prepares the statements and enters pipeline mode. */
 static PGconn *
-connect_one(void)
+connect_one(struct pool *p)
 {
 	/* Defaults first: the user's conninfo (dbname, expanded) overrides them;
 	 * client_encoding comes last because request text is sent as UTF-8. */
@@ -107,7 +179,7 @@ connect_one(void)
 		"client_encoding", NULL
 	};
 	const char *vals[] = {
-		"5", "30", "10", "3", "sdr_creds_server", pool.conninfo, "UTF8", NULL
+		"5", "30", "10", "3", "sdr_creds_server", p->conninfo, "UTF8", NULL
 	};
 	char		buf[256];
 	PGconn	   *conn = PQconnectdbParams(keys, vals, 1);
@@ -116,29 +188,12 @@ connect_one(void)
 		return NULL;
 	if (PQstatus(conn) != CONNECTION_OK)
 	{
-		log_msg(pool.healthy ? LOG_ERROR : LOG_DEBUG, "database connection failed: %s",
+		log_msg(p->healthy ? LOG_ERROR : LOG_DEBUG, "%s connection failed: %s", p->name,
 				first_line(PQerrorMessage(conn), buf, sizeof buf));
 		PQfinish(conn);
 		return NULL;
 	}
-	for (int i = -2; i < STMT_COUNT; i++)
-	{
-		const struct statement *st = i == -2 ? &ready_stmt : i == -1 ? &auth_stmt : &stmts[i];
-		PGresult   *res = PQprepare(conn, st->name, st->sql, 0, NULL);
-		bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-
-		if (!ok)
-			log_msg(pool.healthy ? LOG_ERROR : LOG_DEBUG, "preparing %s failed: SQLSTATE %s: %s", st->name,
-					PQresultErrorField(res, PG_DIAG_SQLSTATE) ?: "-",
-					first_line(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY), buf, sizeof buf));
-		PQclear(res);
-		if (!ok)
-		{
-			PQfinish(conn);
-			return NULL;
-		}
-	}
-	if (!PQenterPipelineMode(conn))
+	if (!prepare_all(p, conn) || !PQenterPipelineMode(conn))
 	{
 		PQfinish(conn);
 		return NULL;
@@ -163,16 +218,16 @@ conn_usable(PGconn *conn)
 }
 
 static void
-drop_conn(struct slot *s)
+drop_conn(struct pool *p, struct slot *s)
 {
 	PGconn	   *conn = s->conn;
 
-	pthread_mutex_lock(&pool.mu);
+	pthread_mutex_lock(&p->mu);
 	if (s->cancel)
 		PQfreeCancel(s->cancel);
 	s->cancel = NULL;
 	s->conn = NULL;
-	pthread_mutex_unlock(&pool.mu);
+	pthread_mutex_unlock(&p->mu);
 	if (conn)
 		PQfinish(conn);
 }
@@ -180,59 +235,59 @@ drop_conn(struct slot *s)
 /* After a failed attempt: 100 ms, 200 ms, ... up to 2 s between attempts.
  * Called under the pool mutex. */
 static void
-back_off(double t)
+back_off(struct pool *p, double t)
 {
-	if (t >= pool.next_connect)
+	if (t >= p->next_connect)
 	{
-		pool.backoff = pool.backoff < BACKOFF_MIN_MS ? BACKOFF_MIN_MS : pool.backoff * 2;
-		if (pool.backoff > BACKOFF_MAX_MS)
-			pool.backoff = BACKOFF_MAX_MS;
-		pool.next_connect = t + pool.backoff;
+		p->backoff = p->backoff < BACKOFF_MIN_MS ? BACKOFF_MIN_MS : p->backoff * 2;
+		if (p->backoff > BACKOFF_MAX_MS)
+			p->backoff = BACKOFF_MAX_MS;
+		p->next_connect = t + p->backoff;
 	}
-	if (pool.healthy)
-		log_msg(LOG_ERROR, "database unavailable; retrying with backoff up to %d ms",
-				BACKOFF_MAX_MS);
-	pool.healthy = false;
+	if (p->healthy)
+		log_msg(LOG_ERROR, "%s unavailable; retrying with backoff up to %d ms",
+				p->name, BACKOFF_MAX_MS);
+	p->healthy = false;
 }
 
 /* Reconnects a slot unless the pool is backing off; false if no connection. */
 static bool
-reconnect(struct slot *s)
+reconnect(struct pool *p, struct slot *s)
 {
 	PGconn	   *conn;
 	double		t,
 				started;
 
-	pthread_mutex_lock(&pool.mu);
+	pthread_mutex_lock(&p->mu);
 	started = t = now_ms();
-	if (t < pool.next_connect)
+	if (t < p->next_connect)
 	{
-		pthread_mutex_unlock(&pool.mu);
+		pthread_mutex_unlock(&p->mu);
 		return false;
 	}
-	pthread_mutex_unlock(&pool.mu);
+	pthread_mutex_unlock(&p->mu);
 
-	conn = connect_one();
+	conn = connect_one(p);
 
-	pthread_mutex_lock(&pool.mu);
+	pthread_mutex_lock(&p->mu);
 	t = now_ms();
 	/* an attempt that started before another one succeeded says nothing
 	 * about the database now */
-	if (conn == NULL && pool.connected_at < started)
-		back_off(t);
+	if (conn == NULL && p->connected_at < started)
+		back_off(p, t);
 	else if (conn != NULL)
 	{
-		if (!pool.healthy)
-			log_msg(LOG_INFO, "database connection restored");
-		pool.healthy = true;
-		pool.backoff = 0;
-		pool.next_connect = 0;
-		pool.connected_at = t;
+		if (!p->healthy)
+			log_msg(LOG_INFO, "%s connection restored", p->name);
+		p->healthy = true;
+		p->backoff = 0;
+		p->next_connect = 0;
+		p->connected_at = t;
 		s->conn = conn;
 		s->cancel = PQgetCancel(conn);
-		log_msg(LOG_DEBUG, "database connection %d opened", (int) (s - pool.slots));
+		log_msg(LOG_DEBUG, "%s connection %d opened", p->name, (int) (s - p->slots));
 	}
-	pthread_mutex_unlock(&pool.mu);
+	pthread_mutex_unlock(&p->mu);
 	return conn != NULL;
 }
 
@@ -241,16 +296,17 @@ reconnect(struct slot *s)
  * worker holds one connection at a time, so one is always free; NULL would
  * mean a bug, and is answered 503. */
 static struct slot *
-acquire(void)
+acquire(struct pool *p)
 {
 	struct slot *s = NULL;
+	int		   *mine = &my_slot[p->id];
 
-	pthread_mutex_lock(&pool.mu);
-	if (my_slot >= 0 && my_slot < pool.size && !pool.slots[my_slot].busy)
-		s = &pool.slots[my_slot];
-	for (int i = 0; i < pool.size && (s == NULL || s->conn == NULL); i++)
+	pthread_mutex_lock(&p->mu);
+	if (*mine >= 0 && *mine < p->size && !p->slots[*mine].busy)
+		s = &p->slots[*mine];
+	for (int i = 0; i < p->size && (s == NULL || s->conn == NULL); i++)
 	{
-		struct slot *c = &pool.slots[i];
+		struct slot *c = &p->slots[i];
 
 		if (!c->busy && (s == NULL || c->conn != NULL))
 			s = c;
@@ -258,40 +314,40 @@ acquire(void)
 	if (s != NULL)
 	{
 		s->busy = true;
-		my_slot = (int) (s - pool.slots);
+		*mine = (int) (s - p->slots);
 	}
-	pthread_mutex_unlock(&pool.mu);
+	pthread_mutex_unlock(&p->mu);
 	if (s == NULL)
-		log_msg(LOG_ERROR, "no database connection free");
+		log_msg(LOG_ERROR, "no %s connection free", p->name);
 	return s;
 }
 
 static void
-release(struct slot *s, bool broken)
+release(struct pool *p, struct slot *s, bool broken)
 {
 	if (broken)
-		drop_conn(s);
-	pthread_mutex_lock(&pool.mu);
+		drop_conn(p, s);
+	pthread_mutex_lock(&p->mu);
 	s->busy = false;
-	pthread_mutex_unlock(&pool.mu);
+	pthread_mutex_unlock(&p->mu);
 }
 
 /* Borrows a connection that is open and idle, reconnecting if needed. */
 static struct slot *
-acquire_open(void)
+acquire_open(struct pool *p)
 {
-	struct slot *s = acquire();
+	struct slot *s = acquire(p);
 
 	if (s == NULL)
 		return NULL;
 	if (!conn_usable(s->conn))
 	{
 		if (s->conn)
-			log_msg(LOG_DEBUG, "database connection %d closed by the server", (int) (s - pool.slots));
-		drop_conn(s);
-		if (!reconnect(s))
+			log_msg(LOG_DEBUG, "%s connection %d closed by the server", p->name, (int) (s - p->slots));
+		drop_conn(p, s);
+		if (!reconnect(p, s))
 		{
-			release(s, false);
+			release(p, s, false);
 			return NULL;
 		}
 		metrics_reconnect();
@@ -484,35 +540,64 @@ read_results(PGconn *conn, enum stmt_id stmt, struct results *r,
 		reply_with_value(stmt, r->nrows > 1 ? r->row[1] : NULL, reply);
 }
 
-void
-db_call(enum stmt_id stmt, int nparams, const char *const *params,
-		const char *api_key, const char *authorization, struct db_reply *reply)
+/* What the standbys may serve: authentication and the reads. */
+static bool
+is_read(enum stmt_id stmt)
 {
-	const char *all[2 + DB_MAX_PARAMS] = {api_key, authorization};
+	return stmt == STMT_NONE || stmt == STMT_GET_BY_PROVIDER || stmt == STMT_GET ||
+		stmt == STMT_LIST;
+}
+
+/* Runs the request's statement on a connection of pool p. */
+static void
+call_on(struct pool *p, enum stmt_id stmt, int nparams, const char *const *params,
+		struct db_reply *reply)
+{
 	struct results r;
 	bool		broken = false;
-	struct slot *s;
+	struct slot *s = acquire_open(p);
 
 	memset(reply, 0, sizeof *reply);
-	s = acquire_open();
 	if (s == NULL)
 	{
 		unavailable(reply);
 		return;
 	}
-	for (int i = 0; i < nparams && i < DB_MAX_PARAMS && stmt != STMT_NONE; i++)
-		all[2 + i] = params[i];
-	if (!round_trip(s->conn, stmt, stmt == STMT_NONE ? 2 : 2 + nparams, all, &r))
+	if (!round_trip(s->conn, stmt, nparams, params, &r))
 	{
-		log_msg(LOG_ERROR, "%s: database connection lost",
-				stmt == STMT_NONE ? auth_stmt.name : stmts[stmt].name);
+		log_msg(LOG_ERROR, "%s: %s connection lost",
+				stmt == STMT_NONE ? auth_stmt.name : stmts[stmt].name, p->name);
 		broken = true;
 		unavailable(reply);
 	}
 	else
 		read_results(s->conn, stmt, &r, reply, &broken);
 	results_clear(&r, reply->res);
-	release(s, broken);
+	release(p, s, broken);
+}
+
+void
+db_call(enum stmt_id stmt, int nparams, const char *const *params,
+		const char *api_key, const char *authorization, const char *client,
+		struct db_reply *reply)
+{
+	const char *all[AUTH_PARAMS + DB_MAX_PARAMS] = {api_key, authorization, client};
+
+	if (stmt == STMT_NONE)
+		nparams = 0;
+	for (int i = 0; i < nparams && i < DB_MAX_PARAMS; i++)
+		all[AUTH_PARAMS + i] = params[i];
+	/* a read the standbys cannot answer (none reachable, connection lost,
+	 * a conflict with recovery) is answered by the primary */
+	if (replica.conninfo != NULL && is_read(stmt))
+	{
+		call_on(&replica, stmt, AUTH_PARAMS + nparams, all, reply);
+		if (reply->status != 503)
+			return;
+		db_reply_free(reply);
+		metrics_read_fallback();
+	}
+	call_on(&primary, stmt, AUTH_PARAMS + nparams, all, reply);
 }
 
 void
@@ -525,7 +610,7 @@ db_reply_free(struct db_reply *reply)
 bool
 db_ready(void)
 {
-	struct slot *s = acquire_open();
+	struct slot *s = acquire_open(&primary);
 	struct results r;
 	bool		synced,
 				ok;
@@ -538,61 +623,91 @@ db_ready(void)
 		log_msg(LOG_ERROR, "readiness check failed: SQLSTATE %s",
 				r.error ? PQresultErrorField(r.error, PG_DIAG_SQLSTATE) ?: "none" : "none");
 	results_clear(&r, NULL);
-	release(s, !synced || PQstatus(s->conn) != CONNECTION_OK);
+	release(&primary, s, !synced || PQstatus(s->conn) != CONNECTION_OK);
 	return ok;
 }
 
-int
-db_init(const char *conninfo, int size)
+static int
+pool_init(struct pool *p, const char *conninfo, int size)
 {
-	pool.conninfo = strdup(conninfo ? conninfo : "");
-	pool.slots = calloc((size_t) size, sizeof *pool.slots);
-	if (pool.conninfo == NULL || pool.slots == NULL)
+	p->conninfo = strdup(conninfo);
+	p->slots = calloc((size_t) size, sizeof *p->slots);
+	if (p->conninfo == NULL || p->slots == NULL)
 		return -1;
-	pool.size = size;
+	p->size = size;
+	p->client_arg = true;
 
 	/* open the connections now so the first requests do not wait */
 	for (int i = 0; i < size; i++)
-		if (!reconnect(&pool.slots[i]))
+		if (!reconnect(p, &p->slots[i]))
 			break;
 	return 0;
+}
+
+int
+db_init(const char *conninfo, const char *read_conninfo, int size)
+{
+	if (pool_init(&primary, conninfo ? conninfo : "", size) != 0)
+		return -1;
+	return read_conninfo && *read_conninfo ? pool_init(&replica, read_conninfo, size) : 0;
+}
+
+static void
+pool_counts(struct pool *p, int *busy, int *idle, int *broken)
+{
+	pthread_mutex_lock(&p->mu);
+	for (int i = 0; i < p->size; i++)
+		if (p->slots[i].busy)
+			(*busy)++;
+		else if (p->slots[i].conn != NULL)
+			(*idle)++;
+		else
+			(*broken)++;
+	pthread_mutex_unlock(&p->mu);
 }
 
 void
 db_pool_counts(int *busy, int *idle, int *broken)
 {
 	*busy = *idle = *broken = 0;
-	pthread_mutex_lock(&pool.mu);
-	for (int i = 0; i < pool.size; i++)
-		if (pool.slots[i].busy)
-			(*busy)++;
-		else if (pool.slots[i].conn != NULL)
-			(*idle)++;
-		else
-			(*broken)++;
-	pthread_mutex_unlock(&pool.mu);
+	pool_counts(&primary, busy, idle, broken);
+	pool_counts(&replica, busy, idle, broken);
+}
+
+static void
+pool_cancel_busy(struct pool *p)
+{
+	char		err[256];
+
+	pthread_mutex_lock(&p->mu);
+	for (int i = 0; i < p->size; i++)
+		if (p->slots[i].busy && p->slots[i].cancel)
+			PQcancel(p->slots[i].cancel, err, sizeof err);
+	pthread_mutex_unlock(&p->mu);
 }
 
 void
 db_cancel_busy(void)
 {
-	char		err[256];
+	pool_cancel_busy(&primary);
+	pool_cancel_busy(&replica);
+}
 
-	pthread_mutex_lock(&pool.mu);
-	for (int i = 0; i < pool.size; i++)
-		if (pool.slots[i].busy && pool.slots[i].cancel)
-			PQcancel(pool.slots[i].cancel, err, sizeof err);
-	pthread_mutex_unlock(&pool.mu);
+static void
+pool_close(struct pool *p)
+{
+	for (int i = 0; i < p->size; i++)
+		drop_conn(p, &p->slots[i]);
+	free(p->slots);
+	free(p->conninfo);
+	p->slots = NULL;
+	p->conninfo = NULL;
+	p->size = 0;
 }
 
 void
 db_close(void)
 {
-	for (int i = 0; i < pool.size; i++)
-		drop_conn(&pool.slots[i]);
-	free(pool.slots);
-	free(pool.conninfo);
-	pool.slots = NULL;
-	pool.conninfo = NULL;
-	pool.size = 0;
+	pool_close(&primary);
+	pool_close(&replica);
 }

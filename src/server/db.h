@@ -35,14 +35,16 @@ struct db_reply
 	char		org_id[40];		/* the authenticated org, "" if none */
 };
 
-/* Opens the pool; connection failures here are logged, not fatal. */
-int			db_init(const char *conninfo, int size);
+/* Opens the pools: the primary's and, with read_conninfo (NULL or "": none),
+ * the standbys'; connection failures here are logged, not fatal. */
+int			db_init(const char *conninfo, const char *read_conninfo, int size);
 
-/* Authenticates with the two header values (either may be NULL) and runs
- * stmt with params (at most DB_MAX_PARAMS), in one statement and one round
- * trip. */
+/* Authenticates with the two header values (either may be NULL) and the
+ * client's address (NULL: unknown), and runs stmt with params (at most
+ * DB_MAX_PARAMS), in one statement and one round trip. Reads go to the
+ * standbys when there are any, and to the primary when they cannot answer. */
 void		db_call(enum stmt_id stmt, int nparams, const char *const *params,
-					const char *api_key, const char *authorization,
+					const char *api_key, const char *authorization, const char *client,
 					struct db_reply *reply);
 
 /* Frees what a reply holds. */

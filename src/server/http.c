@@ -212,6 +212,52 @@ header(struct MHD_Connection *c, const char *name)
 	return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
+/* Whether s is a numeric IPv4 or IPv6 address. */
+static bool
+is_address(const char *s)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* The client's address, for the database's audit lines and statistics: the
+ * peer's, or with --trust-forwarded-for the last X-Forwarded-For entry (the
+ * one the proxy in front added) when it is an address. NULL if unknown. */
+static const char *
+client_address(struct MHD_Connection *c, char *buf, size_t size)
+{
+	const union MHD_ConnectionInfo *info =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const char *forwarded = cfg.trust_forwarded_for ? header(c, "X-Forwarded-For") : NULL;
+
+	if (forwarded != NULL)
+	{
+		const char *last = strrchr(forwarded, ',');
+		size_t		n;
+
+		last = last ? last + 1 : forwarded;
+		last += strspn(last, " \t");
+		n = strcspn(last, " \t");
+		if (n < size && last[n + strspn(last + n, " \t")] == '\0')
+		{
+			memcpy(buf, last, n);
+			buf[n] = '\0';
+			if (is_address(buf))
+				return buf;
+		}
+	}
+	if (info == NULL || info->client_addr == NULL)
+		return NULL;
+	if (info->client_addr->sa_family == AF_INET)
+		return inet_ntop(AF_INET, &((const struct sockaddr_in *) info->client_addr)->sin_addr,
+						 buf, (socklen_t) size);
+	if (info->client_addr->sa_family == AF_INET6)
+		return inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) info->client_addr)->sin6_addr,
+						 buf, (socklen_t) size);
+	return NULL;
+}
+
 /* A query argument: NULL if absent, "" if present without a value. */
 static const char *
 query_arg(struct MHD_Connection *c, const char *name)
@@ -232,6 +278,7 @@ dispatch(struct MHD_Connection *c, struct request *r)
 	struct db_reply reply;
 	const char *api_key,
 			   *authorization;
+	char		client[INET6_ADDRSTRLEN];
 	struct MHD_Response *resp;
 
 	switch (r->m.action)
@@ -260,7 +307,7 @@ dispatch(struct MHD_Connection *c, struct request *r)
 
 	/* with invalid arguments, authenticate only: 401 comes before 422 */
 	db_call(r->m.invalid ? STMT_NONE : r->m.stmt, r->m.nparams, r->m.params,
-			api_key, authorization, &reply);
+			api_key, authorization, client_address(c, client, sizeof client), &reply);
 	memcpy(r->org_id, reply.org_id, sizeof r->org_id);
 	if (reply.status == 0)
 		return respond_detail(c, r, 422, r->m.invalid, NULL, false);

@@ -3,6 +3,7 @@
 #ifndef SDR_SERVER_HTTP_H
 #define SDR_SERVER_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct http_config
@@ -15,6 +16,7 @@ struct http_config
 	int			max_connections;	/* open connections at once */
 	int			max_per_addr;	/* connections per client address, 0: no limit */
 	int			request_deadline;	/* seconds to send a whole request */
+	bool		trust_forwarded_for;	/* the client is X-Forwarded-For's last entry */
 };
 
 /* Starts listening; returns the bound port, or -1 (logged). */

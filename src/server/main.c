@@ -30,6 +30,10 @@ static const char usage[] =
 "                       env SDR_CREDS_PORT\n"
 "  --db CONNINFO        libpq connection string or URI; default env SDR_CREDS_DB,\n"
 "                       else libpq's PGHOST, PGPORT, PGDATABASE, PGUSER, ...\n"
+"  --db-read CONNINFO   where GETs go: a standby's connection string, or a libpq\n"
+"                       multi-host one (target_session_attrs=prefer-standby);\n"
+"                       reads it cannot answer go to --db (default none)\n"
+"                       env SDR_CREDS_DB_READ\n"
 "  --pool N             database connections, one per HTTP worker thread\n"
 "                       (default 2 x CPUs, from 2 to 8)  env SDR_CREDS_POOL\n"
 "  --log-level LEVEL    error, info (adds one access line per request) or debug\n"
@@ -50,6 +54,10 @@ static const char usage[] =
 "                       response on a kept-alive connection; then the\n"
 "                       connection is closed (default 10)\n"
 "                       env SDR_CREDS_REQUEST_DEADLINE\n"
+"  --trust-forwarded-for\n"
+"                       record the last X-Forwarded-For address as the client's\n"
+"                       in the database's audit lines and statistics (only\n"
+"                       behind a proxy that sets it)  env SDR_CREDS_TRUST_FORWARDED_FOR=1\n"
 "  --help               show this help\n"
 "\n"
 "GET /metrics serves Prometheus metrics without authentication (no org ids or\n"
@@ -131,9 +139,9 @@ wait_idle(int ms)
 /* The settings: each a flag, an environment variable and a default. */
 enum setting
 {
-	S_LISTEN, S_PORT, S_DB, S_POOL, S_LOG_LEVEL, S_MAX_BODY, S_MAX_HEADER, S_MAX_CONNECTIONS,
+	S_LISTEN, S_PORT, S_DB, S_DB_READ, S_POOL, S_LOG_LEVEL, S_MAX_BODY, S_MAX_HEADER, S_MAX_CONNECTIONS,
 	S_MAX_PER_ADDR,
-	S_REQUEST_DEADLINE, S_COUNT
+	S_REQUEST_DEADLINE, S_TRUST_FORWARDED_FOR, S_COUNT
 };
 
 static struct
@@ -141,10 +149,12 @@ static struct
 	const char *flag;
 	const char *env;
 	const char *value;			/* NULL: computed (the pool size) */
+	bool		is_switch;		/* takes no argument: "1" when given */
 }			settings[S_COUNT] = {
 	[S_LISTEN] = {"listen", "SDR_CREDS_LISTEN", "127.0.0.1"},
 	[S_PORT] = {"port", "SDR_CREDS_PORT", "8080"},
 	[S_DB] = {"db", "SDR_CREDS_DB", ""},
+	[S_DB_READ] = {"db-read", "SDR_CREDS_DB_READ", ""},
 	[S_POOL] = {"pool", "SDR_CREDS_POOL", NULL},
 	[S_LOG_LEVEL] = {"log-level", "SDR_CREDS_LOG_LEVEL", "info"},
 	[S_MAX_BODY] = {"max-body", "SDR_CREDS_MAX_BODY", "65536"},
@@ -152,6 +162,7 @@ static struct
 	[S_MAX_CONNECTIONS] = {"max-connections", "SDR_CREDS_MAX_CONNECTIONS", "4096"},
 	[S_MAX_PER_ADDR] = {"max-per-addr", "SDR_CREDS_MAX_PER_ADDR", "64"},
 	[S_REQUEST_DEADLINE] = {"request-deadline", "SDR_CREDS_REQUEST_DEADLINE", "10"},
+	[S_TRUST_FORWARDED_FOR] = {"trust-forwarded-for", "SDR_CREDS_TRUST_FORWARDED_FOR", "0", true},
 };
 
 /* Reads the environment, then the flags; 0, 1 after --help, or 2 (usage error). */
@@ -164,14 +175,15 @@ read_settings(int argc, char **argv)
 	for (int i = 0; i < S_COUNT; i++)
 	{
 		settings[i].value = env_or(settings[i].env, settings[i].value);
-		options[i] = (struct option) {settings[i].flag, required_argument, NULL, i};
+		options[i] = (struct option) {settings[i].flag,
+			settings[i].is_switch ? no_argument : required_argument, NULL, i};
 	}
 	options[S_COUNT] = (struct option) {"help", no_argument, NULL, 'h'};
 	options[S_COUNT + 1] = (struct option) {NULL, 0, NULL, 0};
 	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1)
 	{
 		if (opt >= 0 && opt < S_COUNT)
-			settings[opt].value = optarg;
+			settings[opt].value = settings[opt].is_switch ? "1" : optarg;
 		else
 		{
 			fputs(usage, opt == 'h' ? stdout : stderr);
@@ -205,11 +217,12 @@ configure(struct http_config *config, long *pool_size)
 	long		conns = setting_num(S_MAX_CONNECTIONS, 1, 1000000);
 	long		per_addr = setting_num(S_MAX_PER_ADDR, 0, 65535);
 	long		deadline = setting_num(S_REQUEST_DEADLINE, 1, 3600);
+	long		forwarded = setting_num(S_TRUST_FORWARDED_FOR, 0, 1);
 
 	log_level = parse_level(settings[S_LOG_LEVEL].value);
 	*pool_size = settings[S_POOL].value ? setting_num(S_POOL, 1, 1000) : default_pool();
 	if (log_level < 0 || port < 0 || *pool_size < 0 || body < 0 || header < 0 ||
-		conns < 0 || per_addr < 0 || deadline < 0)
+		conns < 0 || per_addr < 0 || deadline < 0 || forwarded < 0)
 		return false;
 	config->listen = settings[S_LISTEN].value;
 	config->port = (int) port;
@@ -219,6 +232,7 @@ configure(struct http_config *config, long *pool_size)
 	config->max_connections = (int) conns;
 	config->max_per_addr = (int) per_addr;
 	config->request_deadline = (int) deadline;
+	config->trust_forwarded_for = forwarded == 1;
 	return true;
 }
 
@@ -293,7 +307,7 @@ main(int argc, char **argv)
 	log_start();
 	fit_descriptors(&config, pool_size);
 
-	if (db_init(settings[S_DB].value, (int) pool_size) != 0)
+	if (db_init(settings[S_DB].value, settings[S_DB_READ].value, (int) pool_size) != 0)
 	{
 		log_msg(LOG_ERROR, "out of memory");
 		log_stop();

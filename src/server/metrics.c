@@ -54,6 +54,7 @@ static atomic_ullong requests[R_COUNT][NMETHODS][NSTATUSES];
 static struct histogram http_seconds[R_COUNT];
 static struct histogram db_seconds;
 static atomic_ullong reconnects;
+static atomic_ullong read_fallbacks;
 static atomic_ullong unavailable;
 static atomic_ullong rejected[REJECT_COUNT];
 static atomic_llong connections;
@@ -130,6 +131,12 @@ void
 metrics_reconnect(void)
 {
 	bump(&reconnects, 1);
+}
+
+void
+metrics_read_fallback(void)
+{
+	bump(&read_fallbacks, 1);
 }
 
 void
@@ -234,6 +241,9 @@ render_db(FILE *f)
 	family(f, "sdr_creds_db_reconnects_total", "counter",
 		   "Pool connections opened again after being lost.");
 	fprintf(f, "sdr_creds_db_reconnects_total %llu\n", get(&reconnects));
+	family(f, "sdr_creds_db_read_fallbacks_total", "counter",
+		   "Reads the standbys (--db-read) could not answer, sent to the primary.");
+	fprintf(f, "sdr_creds_db_read_fallbacks_total %llu\n", get(&read_fallbacks));
 }
 
 static void

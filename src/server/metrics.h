@@ -31,6 +31,9 @@ void		metrics_db_roundtrip(double ms);
 /* A pool connection was opened again after it was lost. */
 void		metrics_reconnect(void);
 
+/* A read the standbys could not answer was sent to the primary. */
+void		metrics_read_fallback(void);
+
 void		metrics_rejected(enum reject_reason reason, unsigned int n);
 
 /* An HTTP connection opened (+1) or closed (-1). */

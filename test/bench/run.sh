@@ -36,6 +36,7 @@ CREATE EXTENSION sdr_creds CASCADE;
 CREATE ROLE bench_app LOGIN;
 GRANT USAGE ON SCHEMA sdr_creds TO bench_app;
 GRANT EXECUTE ON FUNCTION sdr_creds.authenticate(text), sdr_creds.authenticate_headers(text, text),
+  sdr_creds.authenticate_headers(text, text, text),
   sdr_creds.get_by_provider(text), sdr_creds.get(uuid), sdr_creds.list(integer, integer),
   sdr_creds.store_json(text), sdr_creds.delete(uuid) TO bench_app;
 BEGIN;

@@ -562,6 +562,44 @@ def t_pool_bound():
     eq(statuses, [200] * n, "statuses")
 
 
+def t_client_address():
+    """The database records the HTTP client's address (audit lines, usage):
+    the peer's, or with --trust-forwarded-for the last X-Forwarded-For entry.
+    Without EXECUTE on the three-argument authenticate_headers() (the README's
+    app GRANTs), the server still works and says it does not pass it."""
+    import http.client
+    assert "client addresses are not passed" in ctx["server"].read_log(), "fallback not logged"
+    expect(store("a", "client-addr", "tok-made-up-client-addr"), 201)
+    psql("GRANT EXECUTE ON FUNCTION sdr_creds.authenticate_headers(text, text, text) TO %s" % ROLE)
+    got = {}
+    try:
+        for trust in (False, True):
+            log = os.path.join(WORK, "sdr_http_client.log")
+            srv = Server(os.environ["SDR_SERVER"], ctx["conninfo"], log,
+                         args=("--trust-forwarded-for",) if trust else ())
+            try:
+                for forwarded in ("203.0.113.5, 198.51.100.77", "198.51.100.78, not-an-address"):
+                    psql("SELECT sdr_creds.usage_reset()")
+                    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10,
+                                                      source_address=("127.0.0.2", 0))
+                    hdrs = dict(key("a"), **{"X-Forwarded-For": forwarded})
+                    expect(request(srv.port, "GET", "/integration-credentials/provider/client-addr",
+                                   headers=hdrs, conn=conn), 200)
+                    conn.close()
+                    got[(trust, forwarded)] = psql(
+                        "SELECT string_agg(DISTINCT last_client, ' ') FROM sdr_creds.usage "
+                        "WHERE org_id = %s" % sql_literal(ORG_A))
+                assert "client addresses are not passed" not in srv.read_log(), "granted, yet not passed"
+            finally:
+                srv.stop()
+    finally:
+        psql("REVOKE EXECUTE ON FUNCTION sdr_creds.authenticate_headers(text, text, text) FROM %s" % ROLE)
+    eq(got, {(False, "203.0.113.5, 198.51.100.77"): "127.0.0.2",
+             (False, "198.51.100.78, not-an-address"): "127.0.0.2",
+             (True, "203.0.113.5, 198.51.100.77"): "198.51.100.77",
+             (True, "198.51.100.78, not-an-address"): "127.0.0.2"}, "recorded clients")
+
+
 # --- /metrics ------------------------------------------------------------------
 
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -974,6 +1012,8 @@ def main():
         ("http: malformed requests leave the server up", t_malformed_requests),
         ("http: keep-alive connection serves several requests", t_keep_alive),
         ("http: 300 connections hold no more database connections than --pool", t_pool_bound),
+        ("http: the database records the HTTP client's address (peer, or trusted X-Forwarded-For)",
+         t_client_address),
         ("http: CRM sync client example (requests)", t_crm_sync_example),
         ("http: access log has one line per request, routes not paths", t_access_log_lines),
         ("http: database restart gives 503 + Retry-After, then recovers", t_db_restart),

@@ -25,6 +25,13 @@ unix_socket_directories = '$dir'
 CONF
 as_owner env ${SDR_PG_ENV:-} "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null
 sq() { q -h "$dir" -p "$port" -d "$db" "$@"; }
+server=
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null
+  [ -f "$dir/data/postmaster.pid" ] && as_owner "$bindir/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null
+  as_owner rm -rf "$dir"
+}
+trap cleanup EXIT
 check "standby: started as a hot standby" [ "$(sq -c "SELECT pg_is_in_recovery()")" = t ]
 
 read_sql="BEGIN; SELECT sdr_creds.authenticate('$key') IS NOT NULL; SELECT sdr_creds.get_by_provider('salesforce') ->> 'access_token'; SELECT json_array_length(sdr_creds.list()); COMMIT;"
@@ -35,6 +42,38 @@ counted=$(sq -c "SELECT string_agg(action || '=' || calls, ' ' ORDER BY action) 
 check "standby: the calls are counted there (no table written)" \
   [ "$counted" = "authenticate=1 get_by_provider=1 list=1" ]
 
+# The HTTP server with --db-read: GETs on the standby, writes on the primary.
+server_log=$SDR_CLUSTER_DIR/standby_server.log
+"$SDR_SERVER" --listen 127.0.0.1 --port 0 --pool 2 --log-level info \
+  --db "host=$PGHOST port=$PGPORT dbname=$db user=postgres" \
+  --db-read "host=$dir port=$port dbname=$db user=postgres" >"$server_log" 2>&1 &
+server=$!
+http_port=
+for _ in $(seq 100); do
+  http_port=$(sed -n 's/.*listening on 127\.0\.0\.1 port \([0-9]*\).*/\1/p' "$server_log" | head -1)
+  [ -n "$http_port" ] && break
+  sleep 0.05
+done
+base="http://127.0.0.1:$http_port/integration-credentials"
+statuses() {  # N requests: METHOD PATH [BODY] -> their statuses, counted
+  local n=$1; shift
+  for _ in $(seq "$n"); do
+    curl -s -o /dev/null -w '%{http_code}\n' -X "$1" -H "X-API-Key: $key" ${3:+-H 'Content-Type: application/json' -d "$3"} "$base$2"
+  done | sort | uniq -c | awk '{ printf "%s%s=%s", sep, $2, $1; sep = " " }'
+}
+calls() {  # on standby|primary: calls of action by the org
+  local run=q; [ "$1" = standby ] && run=sq
+  $run -d "$db" -c "SELECT coalesce(sum(calls), 0) FROM sdr_creds.usage WHERE org_id = '$org' AND action = '$2'"
+}
+q -d "$db" -c "SELECT sdr_creds.usage_reset()" >/dev/null
+sq -c "SELECT sdr_creds.usage_reset()" >/dev/null
+check "standby routing: 20 GETs answered 200" [ "$(statuses 20 GET /provider/salesforce)" = "200=20" ]
+check "standby routing: the GETs were served by the standby" \
+  [ "$(calls standby get_by_provider) $(calls primary get_by_provider)" = "20 0" ]
+check "standby routing: a POST is answered by the primary" \
+  [ "$(statuses 1 POST '' '{"provider": "hubspot", "access_token": "made-up-standby-hs"}')" = "201=1" ]
+check "standby routing: the store ran on the primary" [ "$(calls primary store) $(calls standby store)" = "1 0" ]
+
 q -d "$db" -c "SELECT sdr_creds.revoke_api_key(id) FROM sdr_creds.api_keys WHERE org_id = '$org'" >/dev/null
 lsn=$(q -d "$db" -c "SELECT pg_current_wal_lsn()")
 for _ in $(seq 200); do
@@ -44,8 +83,17 @@ done
 revoked=$(sq -c "SELECT sdr_creds.authenticate('$key')" 2>&1)
 check "standby: a key revoked on the primary is refused once the revoke has replayed" \
   grep -q "Invalid or missing authentication credentials" <<<"$revoked"
+check "standby routing: the revoked key gets 401 from the server's standby connections" \
+  [ "$(statuses 5 GET /provider/salesforce)" = "401=5" ]
 
-as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
-as_owner rm -rf "$dir"
+# The standby stops: reads go to the primary, with no 5xx.
+key=$(q -d "$db" -c "SELECT sdr_creds.create_api_key('$org', 'standby 2') ->> 'key'")
+as_owner "$bindir/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null
+q -d "$db" -c "SELECT sdr_creds.usage_reset()" >/dev/null
+check "standby routing: with the standby down, 20 GETs answered 200 by the primary" \
+  [ "$(statuses 20 GET /provider/salesforce)" = "200=20" -a "$(calls primary get_by_provider)" = 20 ]
+kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; server=
+check "standby routing: no key or token in the server's log" not grep -q -F -e "$key" -e made-up "$server_log"
+unset key
 dropdb "$db"
 exit $((failures > 0))
