@@ -84,7 +84,7 @@ typedef struct Table
 	Size		stamp_offset;
 } Table;
 
-static int	usage_max = 1000;
+static int	usage_max = 5000;
 static UsageShared *shared = NULL;
 static Table usage_table = {"sdr_creds usage", NULL, sizeof(UsageKey), sizeof(UsageEntry),
 offsetof(UsageEntry, stamp)};
@@ -159,7 +159,7 @@ usage_init(void)
 	DefineCustomIntVariable("sdr_creds.usage_max",
 							"Entries of the usage statistics (and of the failed-authentication statistics).",
 							"Takes effect at server start; only with sdr_creds in shared_preload_libraries.",
-							&usage_max, 1000, 100, 100000, PGC_POSTMASTER, 0,
+							&usage_max, 5000, 100, 1000000, PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
 #if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;

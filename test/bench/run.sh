@@ -10,7 +10,9 @@
 #   4. connections: 256 and 2,000 kept-alive connections (errors, non-2xx, p99), the
 #      server's RSS at 32, 256 and 2,000 connections and over 60 s at 2,000, and the
 #      database connections it holds (bounded by --pool);
-#   5. scale: get_by_provider with 1M credentials over 100k orgs against 10k over
+#   5. reads from a hot standby: a pg_basebackup -R standby and a server with
+#      --db-read, against the primary alone;
+#   6. scale: get_by_provider with 1M credentials over 100k orgs against 10k over
 #      1k orgs (BENCH_SCALE=0 skips it; loading takes a few minutes).
 # Every load is bounded in time. BENCH_SECONDS (default 10) sets each run,
 # BENCH_ROUNDS (default 3) the interleaved rounds, BENCH_PORT and BENCH_HTTP_PORT
@@ -22,12 +24,21 @@ work=$(mktemp -d /tmp/sdr_creds_bench.XXXXXX); chmod 755 "$work"
 port=${BENCH_PORT:-54349}
 while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
 server_pid=
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; test/cluster.sh stop "$work/cluster"; rm -rf "$work"; }
+server2_pid=; standby_up=
+as_owner() { if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
+cleanup() {
+  for pid in $server_pid $server2_pid; do kill "$pid" 2>/dev/null; done
+  [ -n "$standby_up" ] && as_owner "${SDR_PG_ROOT:-}$(pg_config --bindir)/pg_ctl" -D "$work/standby" -m immediate -w stop >/dev/null 2>&1
+  test/cluster.sh stop "$work/cluster"; rm -rf "$work"
+}
 trap cleanup EXIT
 eval "$(test/cluster.sh start "$work/cluster" "$port")"
 # as a DBA would run it: the library preloaded, and shared_buffers sized to hold
 # the 1M-credential working set (the default 128 MB does not)
-psql -Xq -c "ALTER SYSTEM SET shared_preload_libraries = 'sdr_creds'" -c "ALTER SYSTEM SET shared_buffers = '1GB'" >/dev/null
+# the 1M-credential working set (the default 128 MB does not), and the usage
+# statistics sized for 10,000 orgs reading with one key each (2 rows an org)
+psql -Xq -c "ALTER SYSTEM SET shared_preload_libraries = 'sdr_creds'" -c "ALTER SYSTEM SET shared_buffers = '1GB'" \
+  -c "ALTER SYSTEM SET sdr_creds.usage_max = 30000" >/dev/null
 test/cluster.sh restart "$work/cluster"
 createdb bench
 org=123e4567-e89b-12d3-a456-426614174000
@@ -195,6 +206,34 @@ if [ -n "$http" ]; then
   wait "$w"
   echo "server RSS over 60 s at 2000 connections: ${r10} kB at 10 s, ${r40} kB at 40 s, ${r58} kB at 58 s (target: not growing); $(sed -n 's/^Requests\/sec: *//p' "$work/long.wrk") req/s"
   echo "  at 40 s: $(awk '$1 == "sdr_creds_http_connections" { print $2 }' "$work/metrics") HTTP connections open, ${dbconns} database connections (pool of $(awk '/^sdr_creds_db_pool_connections/ { n += $2 } END { print n }' "$work/metrics"))"
+fi
+
+if [ -n "$http" ]; then
+  # Reads from a hot standby: a pg_basebackup -R standby of this cluster, and a
+  # second server sending GETs there (--db-read), against the primary alone.
+  bindir=${SDR_PG_ROOT:-}$(pg_config --bindir)
+  sport=$((port + 1))
+  while (exec 3<>"/dev/tcp/127.0.0.1/$sport") 2>/dev/null; do sport=$((sport + 1)); done
+  as_owner "$bindir/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres -D "$work/standby" -R -X stream >/dev/null 2>&1
+  printf 'port = %s\nunix_socket_directories = %s\n' "$sport" "'$work/cluster'" | as_owner sh -c "cat >> '$work/standby/postgresql.conf'"
+  as_owner "$bindir/pg_ctl" -D "$work/standby" -l "$work/cluster/standby.log" -w -t 60 start >/dev/null
+  standby_up=1
+  http_port2=$((http_port + 1))
+  while (exec 3<>"/dev/tcp/127.0.0.1/$http_port2") 2>/dev/null; do http_port2=$((http_port2 + 1)); done
+  "$server" --listen 127.0.0.1 --port $http_port2 --log-level error --max-per-addr 0 \
+    --db "host=$PGHOST port=$PGPORT dbname=bench user=bench_app" \
+    --db-read "host=$PGHOST port=$sport dbname=bench user=bench_app" 2>"$work/server2.log" &
+  server2_pid=$!
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$http_port2/healthz" >/dev/null && break; sleep 0.1; done
+  psql -Xq -p "$sport" -d bench -c "SELECT sdr_creds.usage_reset()" >/dev/null
+  wrk_run routed 32 "$secs" -s test/bench/random_key.lua "http://127.0.0.1:$http_port2"
+  wrk_random primary_only 32 "$secs"
+  served=$(psql -XAtq -p "$sport" -d bench -c "SELECT coalesce(sum(calls), 0) FROM sdr_creds.usage WHERE action = 'get_by_provider'")
+  fallbacks=$(curl -s "http://127.0.0.1:$http_port2/metrics" | awk '$1 == "sdr_creds_db_read_fallbacks_total" { print $2 }')
+  echo "HTTP reads with --db-read (random keys, wrk -c 32): $(wrk_field routed rps) req/s, p99 $(wrk_field routed p99), non-2xx $(wrk_field routed non2xx | grep . || echo 0); primary alone: $(wrk_field primary_only rps) req/s"
+  echo "  served by the standby: ${served} get_by_provider calls; sent to the primary instead: ${fallbacks:-?} (on 2 cores primary and standby share the CPUs: this shows the routing, not a speed-up)"
+  kill "$server2_pid" 2>/dev/null; wait "$server2_pid" 2>/dev/null
+  as_owner "$bindir/pg_ctl" -D "$work/standby" -m fast -w stop >/dev/null; standby_up=
 fi
 
 if [ "${BENCH_SCALE:-1}" != 0 ]; then

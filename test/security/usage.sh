@@ -89,6 +89,6 @@ check "usage: a failed authentication is counted under the given client" \
 
 q -c "ALTER SYSTEM RESET sdr_creds.usage_max" >/dev/null
 test/cluster.sh restart "$SDR_CLUSTER_DIR"
-check "usage: sdr_creds.usage_max back to its default" [ "$(q -d "$db" -c "SHOW sdr_creds.usage_max")" = 1000 ]
+check "usage: sdr_creds.usage_max back to its default" [ "$(q -d "$db" -c "SHOW sdr_creds.usage_max")" = 5000 ]
 dropdb "$db"
 exit $((failures > 0))
