@@ -74,7 +74,8 @@ fuzz: deps
 	@test/fuzz/run.sh fuzz $(FUZZ_SECONDS)
 
 demo: deps
-	@$(MAKE) --no-print-directory all server refresher
+	@echo "== Building the extension, the HTTP server and the refresher"
+	@$(MAKE) --no-print-directory -s all server refresher >/dev/null
 	@$(MAKE) --no-print-directory install >/dev/null
 	@test/demo.sh
 
