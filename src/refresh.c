@@ -14,6 +14,9 @@
  *   metadata) and stops its refreshes; anything else backs off exponentially
  *   with jitter, at least for Retry-After.
  * - request_refresh() asks for a refresh now and notifies the refreshers.
+ * - Each refresh's end (refreshed, needs re-authorization, retry later) is
+ *   notified on channel sdr_creds_refreshed when its transaction commits, for
+ *   HTTP servers waiting on POST /integration-credentials/{id}/refresh.
  */
 #include "sdr_creds.h"
 
@@ -43,6 +46,7 @@
 #define BACKOFF_MAX 3600.0
 #define RETRY_AFTER_MAX 86400
 #define NOTIFY_CHANNEL "sdr_creds_refresh"
+#define DONE_CHANNEL "sdr_creds_refreshed"
 #define NEEDS_REAUTHORIZATION "needs_reauthorization"
 
 /* The claim's columns after the credential's first ones (S_REFRESH_CLAIM). */
@@ -271,6 +275,18 @@ error_code(const char *prefix, const char *s, int len)
 	return b.data;
 }
 
+/*
+ * A refresh of id ended (NOTIFY at commit, nothing if it rolls back):
+ * "<credential id> <outcome>[ <error code>]". No token, no org, no provider.
+ */
+static void
+notify_done(const pg_uuid_t *id, const char *outcome, const char *error)
+{
+	char	   *uuid = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
+
+	Async_Notify(DONE_CHANNEL, psprintf("%s %s%s%s", uuid, outcome, error ? " " : "", error ? error : ""));
+}
+
 /* ---------------------------------------------------------------------------
  * Claiming
  */
@@ -404,9 +420,12 @@ claim_emit_or_back_off(ReturnSetInfo *rsinfo, SPITupleTable *t, uint64 i)
 	}
 	PG_END_TRY();
 	if (failed)
+	{
 		back_off(DatumGetUUIDP(col(&row, C_ID, &isnull)),
 				 DatumGetInt32(SPI_getbinval(t->vals[i], t->tupdesc, Q_FAILURES, &isnull)) + 1,
 				 0, "undecryptable");
+		notify_done(DatumGetUUIDP(col(&row, C_ID, &isnull)), "retry", "undecryptable");
+	}
 }
 
 PG_FUNCTION_INFO_V1(sdr_creds_refresh_claim);
@@ -682,6 +701,7 @@ sdr_creds_refresh_record(PG_FUNCTION_ARGS)
 	owner_leave(&oc);
 	answer_wipe(&a);
 	claimed_find(id, true);
+	notify_done(id, outcome_names[a.outcome], a.error);
 	monitor_call_detail("outcome", outcome_names[a.outcome]);
 	monitor_call_end();
 

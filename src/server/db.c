@@ -55,6 +55,10 @@ static const struct statement stmts[STMT_COUNT] = {
 	[STMT_DELETE] = {"sdr_delete", AUTH_ROW THEN "SELECT NULL, NULL, sdr_creds.delete($4::uuid)", 1},
 	[STMT_STORE] = {"sdr_store",
 	AUTH_ROW THEN "SELECT NULL, created, credential FROM sdr_creds.store_json($4::text)", 1},
+	[STMT_REQUEST_REFRESH] = {"sdr_request_refresh",
+	AUTH_ROW THEN "SELECT NULL, NULL, sdr_creds.request_refresh($4::uuid)", 1},
+	/* the object after a refresh: from the primary, which a standby may lag */
+	[STMT_GET_REFRESHED] = {"sdr_get_refreshed", AUTH_ROW THEN "SELECT NULL, NULL, sdr_creds.get($4::uuid)", 1},
 };
 
 #define COL_ORG		0

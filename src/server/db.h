@@ -17,6 +17,8 @@ enum stmt_id
 	STMT_LIST,
 	STMT_DELETE,
 	STMT_STORE,
+	STMT_REQUEST_REFRESH,
+	STMT_GET_REFRESHED,			/* STMT_GET, always on the primary */
 	STMT_COUNT
 };
 

@@ -22,6 +22,7 @@
 #include "routes.h"
 #include "log.h"
 #include "metrics.h"
+#include "refresh.h"
 #include "../messages.h"
 
 #include <arpa/inet.h>
@@ -55,6 +56,7 @@ struct request
 	size_t		body_cap;
 	size_t		received;		/* body bytes sent by the client */
 	bool		too_large;
+	struct refresh_waiter *waiter;	/* POST .../refresh: waiting for the refresher */
 };
 
 static struct http_config cfg;
@@ -271,6 +273,16 @@ query_arg(struct MHD_Connection *c, const char *name)
 	return value ? value : "";
 }
 
+/* request_refresh() answered: the request waits for the refresh without
+ * its worker or a pool connection (refresh.c), then respond_refreshed(). */
+static enum MHD_Result
+await_refresh(struct request *r, struct db_reply *reply)
+{
+	db_reply_free(reply);
+	refresh_wait_suspend(r->waiter);
+	return MHD_YES;
+}
+
 /* Runs a routed request against the database and responds. */
 static enum MHD_Result
 dispatch(struct MHD_Connection *c, struct request *r)
@@ -292,6 +304,7 @@ dispatch(struct MHD_Connection *c, struct request *r)
 		case ACT_METRICS:
 			return respond_metrics(c, r);
 		case ACT_DB:
+		case ACT_REFRESH:
 			break;
 		default:
 			return MHD_NO;
@@ -305,6 +318,10 @@ dispatch(struct MHD_Connection *c, struct request *r)
 		(authorization && !utf8_valid(authorization, strlen(authorization))))
 		return respond_detail(c, r, 401, MSG_UNAUTHORIZED, NULL, false);
 
+	/* registered before the request, so the refresh's end cannot be missed */
+	if (r->m.action == ACT_REFRESH && r->m.invalid == NULL &&
+		(r->waiter = refresh_wait_begin(r->m.params[0], c)) == NULL)
+		return respond_detail(c, r, 503, MSG_UNAVAILABLE, NULL, true);
 	/* with invalid arguments, authenticate only: 401 comes before 422 */
 	db_call(r->m.invalid ? STMT_NONE : r->m.stmt, r->m.nparams, r->m.params,
 			api_key, authorization, client_address(c, client, sizeof client), &reply);
@@ -318,6 +335,8 @@ dispatch(struct MHD_Connection *c, struct request *r)
 		db_reply_free(&reply);
 		return ret;
 	}
+	if (r->m.action == ACT_REFRESH && r->waiter != NULL)
+		return await_refresh(r, &reply);
 	/* the body stays in the PGresult until libmicrohttpd has sent it */
 	resp = MHD_create_response_from_buffer_with_free_callback_cls(reply.body_len,
 																  (void *) reply.body,
@@ -325,6 +344,38 @@ dispatch(struct MHD_Connection *c, struct request *r)
 	if (resp == NULL)
 		db_reply_free(&reply);
 	return queue(c, r, reply.status, resp, NULL, false);
+}
+
+/* A POST .../refresh resumed after its wait (refresh.c): the refreshed object
+ * (as GET /integration-credentials/{id}), 409 if the provider refused the
+ * refresh token, 502 if the refresh failed (the refresher retries later), or
+ * 202 {"id", "refresh": "in_progress"} if it did not end within the bound. */
+static enum MHD_Result
+respond_refreshed(struct MHD_Connection *c, struct request *r)
+{
+	char		error[REFRESH_ERROR_MAX + 1];
+	char		buf[256];
+	const char *id = r->m.params[0];	/* a UUID (routes.c) */
+
+	switch (refresh_wait_result(r->waiter, error, sizeof error))
+	{
+		case RW_REFRESHED:
+			r->m.action = ACT_DB;
+			r->m.stmt = STMT_GET_REFRESHED;
+			return dispatch(c, r);
+		case RW_NEEDS_REAUTHORIZATION:
+			snprintf(buf, sizeof buf, "Integration credentials %s need re-authorization: the provider "
+					 "refused the refresh token (invalid_grant)", id);
+			return respond_detail(c, r, 409, buf, NULL, false);
+		case RW_RETRY:
+			snprintf(buf, sizeof buf, "The provider did not refresh integration credentials %s (%s); "
+					 "the refresher retries later", id, error[0] ? error : "error");
+			return respond_detail(c, r, 502, buf, NULL, false);
+		default:
+			snprintf(buf, sizeof buf, "{\"id\": \"%s\", \"refresh\": \"in_progress\"}", id);
+			return queue(c, r, 202, MHD_create_response_from_buffer(strlen(buf), buf, MHD_RESPMEM_MUST_COPY),
+						 NULL, false);
+	}
 }
 
 /* Appends a chunk of the body, or only counts it once over the limit. */
@@ -423,6 +474,8 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 		/* a chunked body far over the limit: stop reading, close */
 		return r->received / 16 > cfg.max_body ? MHD_NO : MHD_YES;
 	}
+	if (r->waiter != NULL)
+		return respond_refreshed(c, r);	/* resumed: its wait ended */
 
 	/* the whole request is in: its answer may take as long as the database */
 	deadline_pause(conn_watch(c));
@@ -458,6 +511,7 @@ on_completed(void *cls, struct MHD_Connection *c, void **ctx,
 	log_msg(LOG_INFO, "%s %s %s %.3fms org=%s%s", r->method, r->m.pattern, status,
 			ms, r->org_id[0] ? r->org_id : "-",
 			toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
+	refresh_wait_end(r->waiter);
 	free(r->body);
 	free(r);
 	*ctx = NULL;
@@ -597,7 +651,7 @@ start_daemon(void)
 	 * it is kept small: a header block over max_header gets our JSON 431, one
 	 * too big for this memory gets libmicrohttpd's own 431 */
 	return MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_NO_LISTEN_SOCKET |
-							MHD_USE_ITC | MHD_USE_ERROR_LOG,
+							MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
 							0, NULL, NULL, on_request, NULL,
 							MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 							MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) cfg.threads,

@@ -5,6 +5,7 @@
 #include "db.h"
 #include "http.h"
 #include "log.h"
+#include "refresh.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -58,6 +59,9 @@ static const char usage[] =
 "                       record the last X-Forwarded-For address as the client's\n"
 "                       in the database's audit lines and statistics (only\n"
 "                       behind a proxy that sets it)  env SDR_CREDS_TRUST_FORWARDED_FOR=1\n"
+"  --refresh-wait SECS  how long POST /integration-credentials/{id}/refresh\n"
+"                       waits for a refresher before answering 202 (default 10)\n"
+"                       env SDR_CREDS_REFRESH_WAIT\n"
 "  --help               show this help\n"
 "\n"
 "GET /metrics serves Prometheus metrics without authentication (no org ids or\n"
@@ -141,7 +145,7 @@ enum setting
 {
 	S_LISTEN, S_PORT, S_DB, S_DB_READ, S_POOL, S_LOG_LEVEL, S_MAX_BODY, S_MAX_HEADER, S_MAX_CONNECTIONS,
 	S_MAX_PER_ADDR,
-	S_REQUEST_DEADLINE, S_TRUST_FORWARDED_FOR, S_COUNT
+	S_REQUEST_DEADLINE, S_TRUST_FORWARDED_FOR, S_REFRESH_WAIT, S_COUNT
 };
 
 static struct
@@ -163,6 +167,7 @@ static struct
 	[S_MAX_PER_ADDR] = {"max-per-addr", "SDR_CREDS_MAX_PER_ADDR", "64"},
 	[S_REQUEST_DEADLINE] = {"request-deadline", "SDR_CREDS_REQUEST_DEADLINE", "10"},
 	[S_TRUST_FORWARDED_FOR] = {"trust-forwarded-for", "SDR_CREDS_TRUST_FORWARDED_FOR", "0", true},
+	[S_REFRESH_WAIT] = {"refresh-wait", "SDR_CREDS_REFRESH_WAIT", "10", false},
 };
 
 /* Reads the environment, then the flags; 0, 1 after --help, or 2 (usage error). */
@@ -269,6 +274,7 @@ stop_gracefully(int sig)
 	log_msg(LOG_INFO, "%s: stopping; %d request(s) in flight",
 			sig == SIGINT ? "SIGINT" : "SIGTERM", http_in_flight());
 	http_stop_accepting();
+	refresh_stop_waiting();		/* waiting refreshes answer 202 now */
 	if (!wait_idle(DRAIN_TIMEOUT_MS))
 	{
 		log_msg(LOG_ERROR, "requests still running after %d ms; cancelling their statements",
@@ -276,7 +282,9 @@ stop_gracefully(int sig)
 		db_cancel_busy();
 		wait_idle(CANCEL_GRACE_MS);
 	}
+	refresh_stop_waiting();
 	http_stop();
+	refresh_stop();
 	db_close();
 	log_msg(LOG_INFO, "stopped");
 	log_stop();
@@ -287,6 +295,7 @@ main(int argc, char **argv)
 {
 	struct http_config config;
 	long		pool_size;
+	long		refresh_wait;
 	int			rc = read_settings(argc, argv);
 	int			sig;
 	int			bound;
@@ -294,7 +303,7 @@ main(int argc, char **argv)
 
 	if (rc != 0)
 		return rc == 1 ? 0 : 2;
-	if (!configure(&config, &pool_size))
+	if (!configure(&config, &pool_size) || (refresh_wait = setting_num(S_REFRESH_WAIT, 0, 300)) < 0)
 		return 2;
 
 	/* signals are taken by sigwait() below; every thread started from here
@@ -313,8 +322,9 @@ main(int argc, char **argv)
 		log_stop();
 		return 1;
 	}
-	if ((bound = http_start(&config)) < 0)
+	if (refresh_start(settings[S_DB].value, (int) refresh_wait * 1000) != 0 || (bound = http_start(&config)) < 0)
 	{
+		refresh_stop();
 		db_close();
 		log_stop();
 		return 1;

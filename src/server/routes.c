@@ -37,6 +37,8 @@ static const struct route
 	.get = {ACT_DB, STMT_GET_BY_PROVIDER}},
 	[R_ID] = {"/integration-credentials/{credentials_id}", "GET, HEAD, DELETE",
 	.get = {ACT_DB, STMT_GET}, .delete = {ACT_DB, STMT_DELETE}},
+	[R_REFRESH] = {"/integration-credentials/{credentials_id}/refresh", "POST",
+	.post = {ACT_REFRESH, STMT_REQUEST_REFRESH}},
 };
 
 bool
@@ -80,6 +82,7 @@ route_find(const char *path, const char **arg)
 	static const char base[] = "/integration-credentials";
 	static const enum route_id fixed[] = {R_HEALTHZ, R_READYZ, R_METRICS};
 	const char *rest = path + sizeof base - 1;
+	const char *slash;
 
 	*arg = NULL;
 	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
@@ -98,6 +101,12 @@ route_find(const char *path, const char **arg)
 	{
 		*arg = rest + 1;
 		return R_ID;
+	}
+	if (rest[0] == '/' && rest[1] != '/' && (slash = strchr(rest + 1, '/')) != NULL &&
+		strcmp(slash, "/refresh") == 0)
+	{
+		*arg = rest + 1;		/* up to the slash: see bind_params() */
+		return R_REFRESH;
 	}
 	return R_NONE;
 }
@@ -133,6 +142,18 @@ bind_params(struct route_match *m, const char *arg, const char *limit, const cha
 			m->params[0] = arg;
 			if (!routes_is_uuid(arg))
 				m->invalid = "Invalid credentials_id: must be a UUID";
+			break;
+		case STMT_REQUEST_REFRESH:
+			m->nparams = 1;
+			m->params[0] = m->id;
+			if (strcspn(arg, "/") >= sizeof m->id)
+				m->invalid = "Invalid credentials_id: must be a UUID";
+			else
+			{
+				memcpy(m->id, arg, strcspn(arg, "/"));
+				if (!routes_is_uuid(m->id))
+					m->invalid = "Invalid credentials_id: must be a UUID";
+			}
 			break;
 		case STMT_LIST:
 			m->nparams = 2;

@@ -17,13 +17,14 @@ enum action
 	ACT_HEALTHZ,
 	ACT_READYZ,
 	ACT_METRICS,
-	ACT_DB						/* authenticate, then run stmt */
+	ACT_DB,						/* authenticate, then run stmt */
+	ACT_REFRESH					/* ACT_DB, then wait for the refresh (refresh.h) */
 };
 
 /* The routes, for per-route counters; R_NONE is any unknown path ("-"). */
 enum route_id
 {
-	R_HEALTHZ, R_READYZ, R_METRICS, R_COLLECTION, R_PROVIDER, R_ID, R_NONE,
+	R_HEALTHZ, R_READYZ, R_METRICS, R_COLLECTION, R_PROVIDER, R_ID, R_REFRESH, R_NONE,
 	R_COUNT
 };
 
@@ -41,6 +42,7 @@ struct route_match
 	const char *invalid;		/* set: answer 422 with this detail once authenticated */
 	char		limit[12];
 	char		offset[12];
+	char		id[40];			/* R_REFRESH: the id segment, cut from the path */
 };
 
 /* Matches a request. path is the URL path after routes_unescape(); limit and
