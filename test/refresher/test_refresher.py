@@ -24,9 +24,11 @@ WORK = os.environ["SDR_REFRESH_WORK"]
 BIN = os.environ["SDR_REFRESHER"]
 CLIENT_SECRET = h.secret("marker-client-secret-" + os.urandom(8).hex())
 ORG = "00000000-0000-4000-8000-0000000a0001"
+ORG2 = "00000000-0000-4000-8000-0000000a0002"
 # every token the tests or the mock make starts with one of these
 MARKERS = ["marker-client-secret-", "seed-", "mock-at-", "mock-rt-", "marker-at-"]
 refreshers = []
+servers = []
 
 
 def q(sql, db=DB):
@@ -113,15 +115,19 @@ def once(*args):
 def setup():
     q("DROP DATABASE IF EXISTS %s" % DB, db="postgres")
     q("CREATE DATABASE %s" % DB, db="postgres")
-    q("DROP ROLE IF EXISTS %s; DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN; CREATE ROLE %s"
+    q("DROP ROLE IF EXISTS %s; DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN; CREATE ROLE %s LOGIN"
       % (ROLE, APP, ROLE, APP), db="postgres")
     q("""CREATE EXTENSION sdr_creds CASCADE;
       GRANT USAGE ON SCHEMA sdr_creds TO %(role)s, %(app)s;
       GRANT EXECUTE ON FUNCTION sdr_creds.refresh_claim(integer, integer),
           sdr_creds.refresh_record(uuid, integer, bytea, integer, text) TO %(role)s;
       ALTER ROLE %(role)s SET log_statement = 'all';
-      GRANT EXECUTE ON FUNCTION sdr_creds.authenticate(text), sdr_creds.store(text, text, text, jsonb),
-          sdr_creds.get_by_provider(text), sdr_creds.request_refresh(uuid),
+      -- the README's GRANTs for an application role (and the HTTP server), and request_refresh
+      GRANT EXECUTE ON FUNCTION sdr_creds.authenticate(text), sdr_creds.authenticate_headers(text, text),
+          sdr_creds.authenticate_request(), sdr_creds.current_org_id(),
+          sdr_creds.store(text, text, text, jsonb), sdr_creds.store_json(text),
+          sdr_creds.get_by_provider(text), sdr_creds.get(uuid), sdr_creds.list(integer, integer),
+          sdr_creds.delete(uuid), sdr_creds.request_refresh(uuid),
           sdr_creds.set_oauth_client(text, text, text, text, text, text) TO %(app)s;
       CREATE TABLE t_key (org uuid PRIMARY KEY, key text);
       GRANT SELECT ON t_key TO %(app)s;
@@ -141,6 +147,7 @@ def setup():
         END LOOP;
       END $$;""" % {"role": ROLE, "app": APP})
     add_org(ORG)
+    add_org(ORG2)
 
 
 def add_org(org):
@@ -388,6 +395,7 @@ def test_no_secret_in_logs_or_errors():
     p = subprocess.run(["psql", "-X", "-d", DB, "-c", "SELECT * FROM sdr_creds.refresh_claim()"],
                        capture_output=True, text=True)
     texts = {"refresher logs": "".join(r.log() for r in refreshers), "errors": p.stderr + "".join(errors),
+             "server logs": "".join(srv.read_log() for srv in servers),
              "PostgreSQL log": open(os.path.join(os.environ["SDR_CLUSTER_DIR"], "postgres.log"), errors="replace").read(),
              "mock log": open(os.path.join(WORK, "mock.log"), errors="replace").read()}
     assert "refresh_record" in texts["PostgreSQL log"], "the refresher's statements were not logged"
@@ -395,6 +403,206 @@ def test_no_secret_in_logs_or_errors():
     for where, text in texts.items():
         for m in MARKERS + [CLIENT_SECRET]:
             assert m not in text, "%s holds a %s... value" % (where, m[:10])
+
+
+# --- POST /integration-credentials/{id}/refresh (sdr_creds_server) ----------
+
+def http_server(*args):
+    """An sdr_creds_server running as the application role."""
+    info = "host=%s port=%s dbname=%s user=%s" % (os.environ["PGHOST"], os.environ["PGPORT"], DB, APP)
+    srv = h.Server(os.environ["SDR_SERVER"], info, os.path.join(WORK, "server-%d.log" % len(servers)), args=args)
+    servers.append(srv)
+    return srv
+
+
+def api_key(org=ORG):
+    return h.secret(q("SELECT key FROM t_key WHERE org = '%s'" % org))
+
+
+def post_refresh(srv, cid, org=ORG, headers=None):
+    headers = {"X-API-Key": api_key(org)} if headers is None else headers
+    return h.request(srv.port, "POST", "/integration-credentials/%s/refresh" % cid, headers=headers, timeout=60)
+
+
+def get_by_id(srv, cid, org=ORG):
+    return h.request(srv.port, "GET", "/integration-credentials/" + cid, headers={"X-API-Key": api_key(org)})
+
+
+class Concurrently:
+    """fn(*args) in a thread; .result() waits for its value."""
+
+    def __init__(self, fn, *args):
+        import threading
+        self.value, self.error = None, None
+        self.thread = threading.Thread(target=self.run, args=(fn, args))
+        self.thread.start()
+
+    def run(self, fn, args):
+        try:
+            self.value = fn(*args)
+        except Exception as e:  # noqa: BLE001 - re-raised by result()
+            self.error = e
+
+    def result(self, timeout=60):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "still running"
+        if self.error:
+            raise self.error
+        return self.value
+
+
+def audit_lines(action, cid):
+    log = open(os.path.join(os.environ["SDR_CLUSTER_DIR"], "postgres.log"), errors="replace").read()
+    return sum(1 for line in log.splitlines() if "action=%s " % action in line and "credential=%s" % cid in line)
+
+
+def test_http_refresh_returns_new_token():
+    client("ondemand", mock.url)
+    seed = h.secret("seed-o-" + os.urandom(4).hex())
+    old = store("ondemand", seed, expires_in=7200)                   # not due: only asked for
+    srv = http_server("--pool", "1")
+    r = Refresher("--interval", "3600")
+    try:
+        assert h.wait_until(lambda: "refresher started" in r.log(), 10)
+        t0 = time.time()
+        resp = post_refresh(srv, old["id"])
+        took = time.time() - t0
+        h.eq(resp.status, 200, "POST .../refresh with a refresher running: %r" % resp)
+        obj = resp.json()
+        h.eq(list(obj), list(old), "the object's fields")
+        assert obj["access_token"].startswith("mock-at-") and obj["access_token"] != old["access_token"], \
+            "the new access token"
+        assert obj["metadata"]["refresh_token"].startswith("mock-rt-"), "the rotated refresh token"
+        h.eq(get_by_id(srv, old["id"]).json(), obj, "the same object as GET /integration-credentials/{id}")
+        h.eq(mock.stats()["chains"].get(seed), 1, "refreshed once")
+        assert took < 5, "answered in %.1f s" % took
+        # the wait holds neither the only worker nor the only pool connection
+        mock.mode("hold")
+        held = mock.stats()["held"]
+        waiting = Concurrently(post_refresh, srv, old["id"])
+        assert h.wait_until(lambda: mock.stats()["held"] > held, 20), "refresh not held"
+        t0 = time.time()
+        h.eq(get_by_id(srv, old["id"]).status, 200, "a GET while a refresh is awaited")
+        assert time.time() - t0 < 3 and waiting.thread.is_alive(), "the GET waited for the refresh"
+        mock.call("/_release", {})
+        resp = waiting.result()
+        h.eq(resp.status, 200, "after the release: %r" % resp)
+        h.eq(resp.json()["access_token"], tokens("ondemand")[0], "the token refreshed after the release")
+        assert "POST /integration-credentials/{credentials_id}/refresh 200" in srv.read_log(), "access log line"
+    finally:
+        mock.mode("ok")
+        r.stop()
+        srv.stop()
+
+
+def test_http_refresh_202_without_refresher():
+    client("unattended", mock.url)
+    cred = store("unattended", h.secret("seed-u-" + os.urandom(4).hex()), expires_in=7200)
+    srv = http_server("--refresh-wait", "2")
+    try:
+        t0 = time.time()
+        resp = post_refresh(srv, cred["id"])
+        took = time.time() - t0
+        h.eq((resp.status, resp.json()), (202, {"id": cred["id"], "refresh": "in_progress"}), "no refresher")
+        assert 1.9 <= took < 6, "answered after %.1f s (--refresh-wait 2)" % took
+        assert column("unattended", "refresh_requested_at IS NOT NULL") == "t", "left requested"
+        # the next refresher takes it
+        before = mock.stats()["refreshed"]
+        once()
+        h.eq(mock.stats()["refreshed"] - before, 1, "refreshed by the next refresher")
+    finally:
+        srv.stop()
+    # SIGTERM during a wait: answered 202 at once, then the server exits 0
+    srv = http_server("--refresh-wait", "120")
+    asked = audit_lines("request_refresh", cred["id"])
+    waiting = Concurrently(post_refresh, srv, cred["id"])
+    try:
+        assert h.wait_until(lambda: audit_lines("request_refresh", cred["id"]) > asked, 20), "not requested"
+        t0 = time.time()
+        srv.signal()
+        h.eq(srv.wait(20), 0, "exit code")
+        resp = waiting.result()
+        h.eq(resp.status, 202, "a wait cut short by SIGTERM: %r" % resp)
+        assert time.time() - t0 < 5, "stopped after %.1f s" % (time.time() - t0)
+    finally:
+        srv.stop()
+
+
+def test_http_refresh_errors():
+    client("plainold", mock.url)
+    mine = store("plainold", None)                                   # no refresh token
+    store("noclient", h.secret("seed-n-" + os.urandom(4).hex()))     # no OAuth client
+    client("theirs", mock.url, org=ORG2)
+    theirs = store("theirs", h.secret("seed-t-" + os.urandom(4).hex()), expires_in=7200, org=ORG2)
+    srv = http_server("--refresh-wait", "2")
+    bad = "00000000-0000-4000-8000-00000000zzzz"
+    try:
+        cases = [
+            ("no key", theirs["id"], {}, 401),
+            ("an unknown key", theirs["id"], {"X-API-Key": "sk_live_" + "x" * 40}, 401),
+            ("no key, not a UUID: 401 first", bad, {}, 401),
+            ("not a UUID", bad, None, 422),
+            ("another org's", theirs["id"], None, 403),
+            ("none", "00000000-0000-4000-8000-00000000beef", None, 404),
+            ("no refresh token", mine["id"], None, 409),
+            ("no OAuth client", column("noclient", "id"), None, 409),
+        ]
+        for what, cid, headers, status in cases:
+            resp = post_refresh(srv, cid, headers=headers)
+            h.eq(resp.status, status, "%s: %r" % (what, resp))
+            assert "detail" in resp.json(), what
+        resp = h.request(srv.port, "GET", "/integration-credentials/%s/refresh" % mine["id"],
+                         headers={"X-API-Key": api_key()})
+        h.eq((resp.status, resp.header("Allow")), (405, "POST"), "GET .../refresh")
+        h.eq(column("theirs", "refresh_requested_at IS NULL", org=ORG2), "t", "another org's not requested")
+        # a refresh that ends in invalid_grant: 409; in a failure: 502 with its code
+        for mode, status, word in [("invalid_grant", 409, "re-authorization"), ("error500", 502, "http_500")]:
+            client("failing-" + mode, mock.url)
+            cred = store("failing-" + mode, h.secret("seed-x-" + os.urandom(4).hex()), expires_in=7200)
+            mock.mode(mode)
+            r = Refresher("--interval", "3600")
+            try:
+                assert h.wait_until(lambda: "refresher started" in r.log(), 10)
+                resp = post_refresh(srv, cred["id"])
+            finally:
+                r.stop()
+                mock.mode("ok")
+            h.eq(resp.status, status, "a refresh answered %s: %r" % (mode, resp))
+            assert word in resp.json()["detail"], resp.json()["detail"]
+    finally:
+        srv.stop()
+
+
+def test_http_two_posts_one_refresh():
+    """Two POSTs for one due credential while a scheduled refresh of it is in
+    flight (held by the provider): the old refresh token is sent once."""
+    client("contended", mock.url)
+    seed = h.secret("seed-c2-" + os.urandom(4).hex())
+    cred = store("contended", seed, expires_in=60)                   # due: the refreshers take it on their own
+    srv = http_server()
+    mock.mode("hold")
+    before = mock.stats()
+    rs = [Refresher("--interval", "1") for _ in range(2)]
+    posts = []
+    try:
+        assert h.wait_until(lambda: mock.stats()["held"] > before["held"], 20), "scheduled refresh not held"
+        asked = audit_lines("request_refresh", cred["id"])
+        posts = [Concurrently(post_refresh, srv, cred["id"]) for _ in range(2)]
+        assert h.wait_until(lambda: audit_lines("request_refresh", cred["id"]) >= asked + 2, 20), \
+            "the two requests did not reach request_refresh"
+        mock.call("/_release", {})
+        answers = [p.result() for p in posts]
+    finally:
+        mock.mode("ok")
+        for r in rs:
+            r.stop()
+        srv.stop()
+    s = mock.stats()
+    h.eq([a.status for a in answers], [200, 200], "both POSTs: %r" % answers)
+    h.eq((s["reused"] - before["reused"], s["invalid_grant"] - before["invalid_grant"]), (0, 0),
+         "refresh tokens reused, invalid_grant")
+    h.eq(s["chains"].get(seed), 1, "refreshes of the credential")
+    h.eq(set(a.json()["access_token"] for a in answers), {tokens("contended")[0]}, "both got the stored token")
 
 
 def main():
@@ -418,10 +626,22 @@ def main():
             ("refresher: SIGTERM finishes the refresh in flight, then exits 0", test_sigterm_finishes_refresh_in_flight),
             ("refresher: only https:// unless --allow-http-loopback (nothing sent); set_oauth_client refuses"
              " remote http://", test_only_https_unless_allowed),
-            ("refresher: client secrets and tokens absent from the refresher's log, the PostgreSQL log"
+            ("POST /integration-credentials/{id}/refresh: 200 with the new tokens once a refresher ran it (the"
+             " object of GET); the wait holds neither the worker nor the pool connection (--pool 1)",
+             test_http_refresh_returns_new_token),
+            ("POST .../refresh with no refresher running: 202 {id, refresh: in_progress} after --refresh-wait;"
+             " the next refresher takes it; SIGTERM answers a wait 202 at once and exits 0",
+             test_http_refresh_202_without_refresher),
+            ("POST .../refresh: 401 (before 422), 422, 403 another org's, 404, 409 no refresh token or client,"
+             " 405 GET; 409 after invalid_grant, 502 after a failed refresh", test_http_refresh_errors),
+            ("POST .../refresh twice during a scheduled refresh, 2 refreshers: one refresh, old token sent once,"
+             " both answered with the stored token", test_http_two_posts_one_refresh),
+            ("refresher: client secrets and tokens absent from the refresher's and the server's logs, the PostgreSQL log"
              " (log_statement = all) and errors", test_no_secret_in_logs_or_errors),
         ], timed=True)
     finally:
+        for srv in servers:
+            srv.stop()
         for r in refreshers:
             if r.proc.poll() is None:
                 r.proc.kill()
