@@ -291,6 +291,11 @@ listener(void *arg)
 		}
 		pthread_mutex_unlock(&L.mu);
 		p[1].fd = conn ? PQsocket(conn) : -1;
+		if (conn != NULL && p[1].fd < 0)
+		{
+			drop_listener(conn);
+			continue;
+		}
 		if (poll(p, 2, timeout) < 0)
 			continue;
 		if (p[0].revents & POLLIN)
