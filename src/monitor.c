@@ -61,6 +61,8 @@ static struct
 	char		principal[PRINCIPAL_MAX];
 }			unlogged_auth;
 
+#define ADDRESS_MAX 45			/* the longest IPv6 address in text */
+
 /* The client address given by the caller (the HTTP server's peer), for this transaction. */
 static char given_client[CLIENT_MAX];
 
@@ -115,7 +117,7 @@ monitor_set_client(const char *address)
 {
 	size_t		len = strlen(address);
 
-	if (len == 0 || len >= CLIENT_MAX || len > 45 ||
+	if (len == 0 || len > ADDRESS_MAX ||
 		strspn(address, "0123456789abcdefABCDEF:.") != len)
 		address = "?";
 	strlcpy(given_client, address, sizeof(given_client));
@@ -221,6 +223,16 @@ monitor_call_key(const pg_uuid_t *key_id)
 			 DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(key_id))));
 }
 
+/* Describes an authentication as the call in progress, for its audit line. */
+static void
+describe_authentication(const pg_uuid_t *org)
+{
+	memset(&call, 0, sizeof(call));
+	call.action = ACT_AUTHENTICATE;
+	if (org)
+		monitor_call_org(org);
+}
+
 /* Writes the line of an authentication no call has carried yet, if there is one. */
 static void
 flush_unlogged_auth(void)
@@ -231,9 +243,7 @@ flush_unlogged_auth(void)
 		return;
 	unlogged_auth.pending = false;
 	outer = call;				/* authenticating from request.headers happens inside another call */
-	memset(&call, 0, sizeof(call));
-	call.action = ACT_AUTHENTICATE;
-	monitor_call_org(&unlogged_auth.org);
+	describe_authentication(&unlogged_auth.org);
 	audit_line(unlogged_auth.principal, "ok", NULL);
 	call = outer;
 }
@@ -305,8 +315,7 @@ monitor_auth_failed(const char *principal, const char *key_prefix, const char *r
 
 	usage_auth_failure(key_prefix, client_address(), reason);
 	flush_unlogged_auth();
-	memset(&call, 0, sizeof(call));
-	call.action = ACT_AUTHENTICATE;
+	describe_authentication(NULL);
 	if (sdr_audit != AUDIT_NONE)
 	{
 		snprintf(why, sizeof(why), "reason=%s", reason);

@@ -85,7 +85,7 @@ struct pool
 	double		backoff;		/* the next wait after a failure, ms */
 	double		connected_at;	/* when the last attempt succeeded */
 	bool		healthy;		/* last attempt succeeded (for logging) */
-	bool		client_arg;		/* false once a connection could not pass the client (logged once) */
+	bool		told_no_client;	/* logged that client addresses are not passed */
 	char	   *conninfo;		/* NULL: not configured */
 };
 
@@ -158,7 +158,7 @@ prepare_all(struct pool *p, PGconn *conn)
 {
 	bool		client_arg = may_pass_client(conn);
 
-	if (!client_arg && __atomic_exchange_n(&p->client_arg, false, __ATOMIC_RELAXED))
+	if (!client_arg && !__atomic_exchange_n(&p->told_no_client, true, __ATOMIC_RELAXED))
 		log_msg(LOG_INFO, "%s: client addresses are not passed to the database "
 				"(no EXECUTE on sdr_creds.authenticate_headers(text, text, text))", p->name);
 	for (int i = -2; i < STMT_COUNT; i++)
@@ -639,7 +639,6 @@ pool_init(struct pool *p, const char *conninfo, int size)
 	if (p->conninfo == NULL || p->slots == NULL)
 		return -1;
 	p->size = size;
-	p->client_arg = true;
 
 	/* open the connections now so the first requests do not wait */
 	for (int i = 0; i < size; i++)
