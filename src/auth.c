@@ -62,6 +62,9 @@ jwt_authenticate(const char *token, pg_uuid_t *org, char *principal)
 	if (!jwt_verify(token, strlen(token), secret, secret_len, sdr_jwt_audience,
 					(double) time(NULL), org->data, sub))
 		unauthorized("jwt:-", "jwt", "invalid_jwt");
+	/* not a secret: the verified token's sub, at most 64 characters of
+	 * [A-Za-z0-9._@:+-] (jwt.c): no API key fits (no '_'), nor a signed
+	 * HS256 JWT (68 characters at least) */
 	snprintf(principal, PRINCIPAL_MAX, "jwt:%s", sub[0] ? sub : "-");
 }
 
