@@ -1,12 +1,17 @@
 /* The database side of the server: a fixed pool of libpq connections, the
- * prepared statements, one pipelined round trip per request, reconnection
- * with backoff, and the mapping of SQLSTATEs to HTTP statuses.
+ * prepared statements, the pipelines of queued requests, reconnection with
+ * backoff, and the mapping of SQLSTATEs to HTTP statuses.
  *
- * Each request borrows one connection and sends one statement that
- * authenticates (authenticate_headers()) and makes the route's call, with a
- * Sync, so both run in one implicit transaction (the org context lives until
- * it ends), and reads the results back. A connection that fails is closed; the next request that
- * needs it reconnects, no sooner than the pool's backoff allows. */
+ * Each request is a job: one statement that authenticates
+ * (authenticate_headers()) and makes the route's call, with a Sync, so both
+ * run in one implicit transaction (the org context lives until it ends) and
+ * no two requests share one. The HTTP workers queue jobs and go on; each
+ * connection has a thread that takes every job waiting (up to BATCH_MAX),
+ * sends them all in one pipeline, reads their results in order and hands
+ * each back. Under load a round trip thus serves many requests: the
+ * database wakes once per batch, not once per request. A connection that
+ * fails is closed; its thread reconnects for the next batch, no sooner than
+ * the pool's backoff allows. */
 #include "db.h"
 #include "../messages.h"
 #include "log.h"
@@ -19,6 +24,9 @@
 
 #define BACKOFF_MIN_MS		100
 #define BACKOFF_MAX_MS		2000
+#define BATCH_MAX			32		/* jobs sent in one pipeline */
+#define STALL_MS			5		/* a job waits no longer for a running batch */
+#define THREAD_STACK_SIZE	(256 * 1024)
 
 
 /* Prepared once per connection. Each request runs one of them: the
@@ -61,15 +69,28 @@ static const struct statement stmts[STMT_COUNT] = {
 	[STMT_GET_REFRESHED] = {"sdr_get_refreshed", AUTH_ROW THEN "SELECT NULL, NULL, sdr_creds.get($4::uuid)", 1},
 };
 
+/* The statement a job runs. */
+static const struct statement *
+statement_of(enum stmt_id stmt)
+{
+	return stmt == STMT_READY ? &ready_stmt : stmt == STMT_NONE ? &auth_stmt : &stmts[stmt];
+}
+
 #define COL_ORG		0
 #define COL_CREATED	1
 #define COL_VALUE	2
 
+struct pool;
+
+/* A connection and the thread that runs its batches. */
 struct slot
 {
 	PGconn	   *conn;
 	PGcancel   *cancel;			/* changed only under the pool mutex */
-	bool		busy;
+	bool		busy;			/* running a batch */
+	struct pool *pool;
+	pthread_t	thread;
+	bool		started;
 };
 
 /* A pool of connections to one database: the primary (--db), or the
@@ -77,8 +98,14 @@ struct slot
 struct pool
 {
 	const char *name;			/* for the log: "database", "read database" */
-	int			id;				/* index into my_slot */
-	pthread_mutex_t mu;			/* guards busy, cancel and the backoff */
+	pthread_mutex_t mu;			/* guards busy, cancel, the backoff and the queue */
+	pthread_cond_t work;		/* a job was queued, or stopping */
+	struct db_job *head;		/* the jobs waiting, oldest first */
+	struct db_job *tail;
+	int			queued;			/* jobs waiting */
+	int			idle_threads;	/* waiting on work */
+	int			busy_threads;	/* running a batch */
+	bool		stopping;		/* threads exit once the queue is empty */
 	struct slot *slots;
 	int			size;
 	double		next_connect;	/* no connection attempt before this */
@@ -90,15 +117,13 @@ struct pool
 };
 
 static struct pool primary = {
-	.name = "database", .id = 0, .mu = PTHREAD_MUTEX_INITIALIZER, .healthy = true,
+	.name = "database", .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
+	.healthy = true,
 };
 static struct pool replica = {
-	.name = "read database", .id = 1, .mu = PTHREAD_MUTEX_INITIALIZER, .healthy = true,
+	.name = "read database", .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
+	.healthy = true,
 };
-
-/* The slot this thread borrowed last from each pool: each HTTP worker keeps
- * to its own connections. */
-static __thread int my_slot[2] = {-1, -1};
 
 /* First line of a libpq error message, for the log. */
 static const char *
@@ -161,13 +186,9 @@ prepare_all(struct pool *p, PGconn *conn)
 	if (!client_arg && !__atomic_exchange_n(&p->told_no_client, true, __ATOMIC_RELAXED))
 		log_msg(LOG_INFO, "%s: client addresses are not passed to the database "
 				"(no EXECUTE on sdr_creds.authenticate_headers(text, text, text))", p->name);
-	for (int i = -2; i < STMT_COUNT; i++)
-	{
-		const struct statement *st = i == -2 ? &auth_stmt : i == -1 ? &ready_stmt : &stmts[i];
-
-		if (!prepare(p, conn, st, client_arg))
+	for (int i = STMT_READY; i < STMT_COUNT; i++)
+		if (!prepare(p, conn, statement_of((enum stmt_id) i), client_arg))
 			return false;
-	}
 	return true;
 }
 
@@ -295,68 +316,20 @@ reconnect(struct pool *p, struct slot *s)
 	return conn != NULL;
 }
 
-/* Borrows a connection: the one this thread used last, else an open one,
- * else any. The HTTP server runs one worker thread per connection and a
- * worker holds one connection at a time, so one is always free; NULL would
- * mean a bug, and is answered 503. */
-static struct slot *
-acquire(struct pool *p)
+/* The slot's connection, open and idle, reconnecting if needed; false if
+ * there is none (the pool is backing off, or the database is unreachable). */
+static bool
+ensure_open(struct pool *p, struct slot *s)
 {
-	struct slot *s = NULL;
-	int		   *mine = &my_slot[p->id];
-
-	pthread_mutex_lock(&p->mu);
-	if (*mine >= 0 && *mine < p->size && !p->slots[*mine].busy)
-		s = &p->slots[*mine];
-	for (int i = 0; i < p->size && (s == NULL || s->conn == NULL); i++)
-	{
-		struct slot *c = &p->slots[i];
-
-		if (!c->busy && (s == NULL || c->conn != NULL))
-			s = c;
-	}
-	if (s != NULL)
-	{
-		s->busy = true;
-		*mine = (int) (s - p->slots);
-	}
-	pthread_mutex_unlock(&p->mu);
-	if (s == NULL)
-		log_msg(LOG_ERROR, "no %s connection free", p->name);
-	return s;
-}
-
-static void
-release(struct pool *p, struct slot *s, bool broken)
-{
-	if (broken)
-		drop_conn(p, s);
-	pthread_mutex_lock(&p->mu);
-	s->busy = false;
-	pthread_mutex_unlock(&p->mu);
-}
-
-/* Borrows a connection that is open and idle, reconnecting if needed. */
-static struct slot *
-acquire_open(struct pool *p)
-{
-	struct slot *s = acquire(p);
-
-	if (s == NULL)
-		return NULL;
-	if (!conn_usable(s->conn))
-	{
-		if (s->conn)
-			log_msg(LOG_DEBUG, "%s connection %d closed by the server", p->name, (int) (s - p->slots));
-		drop_conn(p, s);
-		if (!reconnect(p, s))
-		{
-			release(p, s, false);
-			return NULL;
-		}
-		metrics_reconnect();
-	}
-	return s;
+	if (conn_usable(s->conn))
+		return true;
+	if (s->conn)
+		log_msg(LOG_DEBUG, "%s connection %d closed by the server", p->name, (int) (s - p->slots));
+	drop_conn(p, s);
+	if (!reconnect(p, s))
+		return false;
+	metrics_reconnect();
+	return true;
 }
 
 /* What one statement sent back, up to its Sync. */
@@ -377,18 +350,29 @@ results_clear(struct results *r, const PGresult *keep)
 		PQclear(r->error);
 }
 
-/* Sends one prepared statement and a Sync, and reads its rows (one result
- * each) and error up to the Sync. False if the pipeline did not end cleanly
- * (the connection must then be dropped). */
+/* Sends a job's statement and a Sync (into the pipeline); false if it failed. */
 static bool
-run_one(PGconn *conn, const char *name, int nparams, const char *const *params,
-		struct results *out)
+send_one(PGconn *conn, const struct db_job *job)
+{
+	const char *all[AUTH_PARAMS + DB_MAX_PARAMS] = {job->api_key, job->authorization, job->client};
+	int			nparams = job->stmt == STMT_READY ? 0 : AUTH_PARAMS;
+
+	for (int i = 0; job->stmt >= 0 && i < job->nparams && i < DB_MAX_PARAMS; i++)
+		all[nparams++] = job->params[i];
+	return PQsendQueryPrepared(conn, statement_of(job->stmt)->name, nparams, all, NULL, NULL, 0) &&
+		PQpipelineSync(conn);
+}
+
+/* Reads the next statement's rows (one result each, in single-row mode) and
+ * error, up to its Sync. False if the pipeline did not end cleanly (the
+ * connection must then be dropped). */
+static bool
+read_one(PGconn *conn, struct results *out)
 {
 	bool		ended = false;
 
 	memset(out, 0, sizeof *out);
-	if (!PQsendQueryPrepared(conn, name, nparams, params, NULL, NULL, 0) ||
-		!PQpipelineSync(conn) || !PQsetSingleRowMode(conn))
+	if (!PQsetSingleRowMode(conn))
 		return false;
 	for (;;)
 	{
@@ -506,29 +490,26 @@ reply_with_value(enum stmt_id stmt, PGresult *res, struct db_reply *reply)
 	reply->res = res;
 }
 
-/* Runs the request's statement; false if the connection failed. Timed for /metrics. */
-static bool
-round_trip(PGconn *conn, enum stmt_id stmt, int nparams, const char *const *params,
-		   struct results *out)
-{
-	double		sent = now_ms();
-	bool		ok;
-
-	ok = run_one(conn, stmt == STMT_NONE ? auth_stmt.name : stmts[stmt].name,
-				 nparams, params, out);
-	if (ok)
-		metrics_db_roundtrip(now_ms() - sent);
-	return ok;
-}
-
 /* The statement's results as the reply: the org id from its first row, then
- * its error, the call's value, or (STMT_NONE) status 0. */
+ * its error, the call's value, (STMT_NONE) status 0 or (STMT_READY) 200. */
 static void
 read_results(PGconn *conn, enum stmt_id stmt, struct results *r,
 			 struct db_reply *reply, bool *broken)
 {
-	const char *name = stmt == STMT_NONE ? auth_stmt.name : stmts[stmt].name;
+	const char *name = statement_of(stmt)->name;
 
+	if (stmt == STMT_READY)
+	{
+		if (r->error == NULL && r->nrows == 1)
+		{
+			reply->status = 200;
+			return;
+		}
+		log_msg(LOG_ERROR, "readiness check failed: SQLSTATE %s",
+				r->error ? PQresultErrorField(r->error, PG_DIAG_SQLSTATE) ?: "none" : "none");
+		unavailable(reply);
+		return;
+	}
 	if (r->nrows > 0 && !PQgetisnull(r->row[0], 0, COL_ORG))
 		snprintf(reply->org_id, sizeof reply->org_id, "%s", PQgetvalue(r->row[0], 0, COL_ORG));
 	if (r->error != NULL)
@@ -544,6 +525,60 @@ read_results(PGconn *conn, enum stmt_id stmt, struct results *r,
 		reply_with_value(stmt, r->nrows > 1 ? r->row[1] : NULL, reply);
 }
 
+static void enqueue(struct pool *p, struct db_job *job);
+
+/* Hands a job back, or a read the standbys could not answer (no
+ * connection, connection lost, a conflict with recovery: any 503) to the
+ * primary. */
+static void
+complete(struct db_job *job)
+{
+	if (job->on_replica && job->reply.status == 503)
+	{
+		db_reply_free(&job->reply);
+		metrics_read_fallback();
+		enqueue(&primary, job);
+		return;
+	}
+	job->done(job);
+}
+
+/* Sends a batch's statements in one pipeline and reads their results in
+ * order; every job is completed, 503 if the connection failed before its
+ * results came. */
+static void
+run_batch(struct pool *p, struct slot *s, struct db_job **jobs, int n)
+{
+	bool		broken = !ensure_open(p, s);
+	double		t = now_ms();
+
+	for (int i = 0; !broken && i < n; i++)
+		broken = !send_one(s->conn, jobs[i]);
+	for (int i = 0; i < n; i++)
+	{
+		struct db_job *job = jobs[i];
+		struct results r = {0};
+
+		memset(&job->reply, 0, sizeof job->reply);
+		if (!broken && !read_one(s->conn, &r))
+		{
+			log_msg(LOG_ERROR, "%s: %s connection lost", statement_of(job->stmt)->name, p->name);
+			broken = true;
+		}
+		if (broken)
+			unavailable(&job->reply);
+		else
+		{
+			metrics_db_roundtrip(now_ms() - t);
+			read_results(s->conn, job->stmt, &r, &job->reply, &broken);
+		}
+		results_clear(&r, job->reply.res);
+		complete(job);
+	}
+	if (broken)
+		drop_conn(p, s);
+}
+
 /* What the standbys may serve: authentication and the reads. */
 static bool
 is_read(enum stmt_id stmt)
@@ -552,56 +587,120 @@ is_read(enum stmt_id stmt)
 		stmt == STMT_LIST;
 }
 
-/* Runs the request's statement on a connection of pool p. */
-static void
-call_on(struct pool *p, enum stmt_id stmt, int nparams, const char *const *params,
-		struct db_reply *reply)
+/* Whether a waiting thread takes the queued jobs now: when no batch is
+ * running (jobs that come while one runs wait to make the next batch, so
+ * under load a round trip serves many requests), when they would fill a
+ * batch (the database falls behind: run batches side by side), or when the
+ * oldest has waited STALL_MS (a batch held up, say by a write waiting for a
+ * lock, does not hold up the rest). Called under the pool mutex. */
+static bool
+may_take(const struct pool *p)
 {
-	struct results r;
-	bool		broken = false;
-	struct slot *s = acquire_open(p);
+	return p->head != NULL &&
+		(p->busy_threads == 0 || p->queued >= BATCH_MAX || now_ms() - p->head->queued_at >= STALL_MS);
+}
 
-	memset(reply, 0, sizeof *reply);
-	if (s == NULL)
-	{
-		unavailable(reply);
-		return;
-	}
-	if (!round_trip(s->conn, stmt, nparams, params, &r))
-	{
-		log_msg(LOG_ERROR, "%s: %s connection lost",
-				stmt == STMT_NONE ? auth_stmt.name : stmts[stmt].name, p->name);
-		broken = true;
-		unavailable(reply);
-	}
+/* Waits on the pool's condition, at most STALL_MS when jobs are queued. */
+static void
+wait_for_work(struct pool *p)
+{
+	struct timespec until;
+
+	p->idle_threads++;
+	if (p->head == NULL)
+		pthread_cond_wait(&p->work, &p->mu);
 	else
-		read_results(s->conn, stmt, &r, reply, &broken);
-	results_clear(&r, reply->res);
-	release(p, s, broken);
+	{
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += STALL_MS * 1000000L;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&p->work, &p->mu, &until);
+	}
+	p->idle_threads--;
+}
+
+/* Takes a batch of queued jobs (up to BATCH_MAX, ending with the first
+ * write: reads behind a write would wait for its locks), waiting until
+ * may_take(); 0 when the pool stops and its queue is empty. */
+static int
+take_batch(struct pool *p, struct slot *s, struct db_job **jobs)
+{
+	int			n = 0;
+
+	pthread_mutex_lock(&p->mu);
+	while (!p->stopping && !may_take(p))
+		wait_for_work(p);
+	while (p->head != NULL && n < BATCH_MAX && (n == 0 || is_read(jobs[n - 1]->stmt)))
+	{
+		jobs[n++] = p->head;
+		p->head = p->head->next;
+	}
+	if (p->head == NULL)
+		p->tail = NULL;
+	p->queued -= n;
+	s->busy = n > 0;
+	p->busy_threads += s->busy;
+	pthread_mutex_unlock(&p->mu);
+	return n;
+}
+
+/* A connection's thread: runs batches until the pool stops. */
+static void *
+slot_main(void *arg)
+{
+	struct slot *s = arg;
+	struct pool *p = s->pool;
+	struct db_job *jobs[BATCH_MAX];
+	int			n;
+
+	while ((n = take_batch(p, s, jobs)) > 0)
+	{
+		run_batch(p, s, jobs, n);
+		pthread_mutex_lock(&p->mu);
+		s->busy = false;
+		p->busy_threads--;
+		pthread_mutex_unlock(&p->mu);
+	}
+	return NULL;
+}
+
+/* Queues a job on pool p and wakes a thread if one is waiting; a stopped
+ * pool answers 503 at once. */
+static void
+enqueue(struct pool *p, struct db_job *job)
+{
+	bool		stopped;
+
+	job->next = NULL;
+	job->on_replica = p == &replica;
+	job->queued_at = now_ms();
+	pthread_mutex_lock(&p->mu);
+	stopped = p->stopping;
+	if (!stopped)
+	{
+		if (p->tail)
+			p->tail->next = job;
+		else
+			p->head = job;
+		p->tail = job;
+		p->queued++;
+		if (p->idle_threads > 0 && (p->busy_threads == 0 || p->queued >= BATCH_MAX))
+			pthread_cond_signal(&p->work);
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (stopped)
+	{
+		memset(&job->reply, 0, sizeof job->reply);
+		unavailable(&job->reply);
+		job->done(job);
+	}
 }
 
 void
-db_call(enum stmt_id stmt, int nparams, const char *const *params,
-		const char *api_key, const char *authorization, const char *client,
-		struct db_reply *reply)
+db_submit(struct db_job *job)
 {
-	const char *all[AUTH_PARAMS + DB_MAX_PARAMS] = {api_key, authorization, client};
-
-	if (stmt == STMT_NONE)
-		nparams = 0;
-	for (int i = 0; i < nparams && i < DB_MAX_PARAMS; i++)
-		all[AUTH_PARAMS + i] = params[i];
-	/* a read the standbys cannot answer (none reachable, connection lost,
-	 * a conflict with recovery) is answered by the primary */
-	if (replica.conninfo != NULL && is_read(stmt))
-	{
-		call_on(&replica, stmt, AUTH_PARAMS + nparams, all, reply);
-		if (reply->status != 503)
-			return;
-		db_reply_free(reply);
-		metrics_read_fallback();
-	}
-	call_on(&primary, stmt, AUTH_PARAMS + nparams, all, reply);
+	enqueue(replica.conninfo != NULL && is_read(job->stmt) ? &replica : &primary, job);
 }
 
 void
@@ -611,40 +710,32 @@ db_reply_free(struct db_reply *reply)
 	reply->res = NULL;
 }
 
-bool
-db_ready(void)
-{
-	struct slot *s = acquire_open(&primary);
-	struct results r;
-	bool		synced,
-				ok;
-
-	if (s == NULL)
-		return false;
-	synced = run_one(s->conn, ready_stmt.name, 0, NULL, &r);
-	ok = synced && r.error == NULL && r.nrows == 1;
-	if (!ok)
-		log_msg(LOG_ERROR, "readiness check failed: SQLSTATE %s",
-				r.error ? PQresultErrorField(r.error, PG_DIAG_SQLSTATE) ?: "none" : "none");
-	results_clear(&r, NULL);
-	release(&primary, s, !synced || PQstatus(s->conn) != CONNECTION_OK);
-	return ok;
-}
-
+/* Opens the pool's connections (so the first requests do not wait) and
+ * starts their threads. */
 static int
 pool_init(struct pool *p, const char *conninfo, int size)
 {
+	pthread_attr_t attr;
+	bool		open = true;
+
 	p->conninfo = strdup(conninfo);
 	p->slots = calloc((size_t) size, sizeof *p->slots);
-	if (p->conninfo == NULL || p->slots == NULL)
+	if (p->conninfo == NULL || p->slots == NULL || pthread_attr_init(&attr) != 0)
 		return -1;
 	p->size = size;
-
-	/* open the connections now so the first requests do not wait */
+	pthread_attr_setstacksize(&attr, THREAD_STACK_SIZE);
 	for (int i = 0; i < size; i++)
-		if (!reconnect(p, &p->slots[i]))
+	{
+		struct slot *s = &p->slots[i];
+
+		s->pool = p;
+		open = open && reconnect(p, s);
+		s->started = pthread_create(&s->thread, &attr, slot_main, s) == 0;
+		if (!s->started)
 			break;
-	return 0;
+	}
+	pthread_attr_destroy(&attr);
+	return p->slots[size - 1].started ? 0 : -1;
 }
 
 int
@@ -696,9 +787,17 @@ db_cancel_busy(void)
 	pool_cancel_busy(&replica);
 }
 
+/* Stops the pool's threads once its queue is empty, and closes its connections. */
 static void
 pool_close(struct pool *p)
 {
+	pthread_mutex_lock(&p->mu);
+	p->stopping = true;
+	pthread_cond_broadcast(&p->work);
+	pthread_mutex_unlock(&p->mu);
+	for (int i = 0; i < p->size; i++)
+		if (p->slots[i].started)
+			pthread_join(p->slots[i].thread, NULL);
 	for (int i = 0; i < p->size; i++)
 		drop_conn(p, &p->slots[i]);
 	free(p->slots);
@@ -711,6 +810,6 @@ pool_close(struct pool *p)
 void
 db_close(void)
 {
+	pool_close(&replica);		/* its fallbacks go to the primary */
 	pool_close(&primary);
-	pool_close(&replica);
 }

@@ -1,5 +1,5 @@
 /* The database side of the server: a fixed pool of libpq connections, the
- * prepared statements, one pipelined round trip per request, reconnection
+ * prepared statements, the pipelines of queued requests, reconnection
  * with backoff, and the mapping of SQLSTATEs to HTTP statuses. */
 #ifndef SDR_SERVER_DB_H
 #define SDR_SERVER_DB_H
@@ -11,6 +11,7 @@
 /* The statements a route can run after authentication. */
 enum stmt_id
 {
+	STMT_READY = -2,			/* SELECT 1 on the primary (GET /readyz) */
 	STMT_NONE = -1,				/* authenticate only */
 	STMT_GET_BY_PROVIDER = 0,
 	STMT_GET,
@@ -25,7 +26,7 @@ enum stmt_id
 /* The most parameters a route's statement takes (besides the two headers). */
 #define DB_MAX_PARAMS 2
 
-/* What one round trip produced, ready to become an HTTP response. */
+/* What one statement produced, ready to become an HTTP response. */
 struct db_reply
 {
 	int			status;			/* HTTP status; 0 = authenticated, no statement */
@@ -37,33 +38,51 @@ struct db_reply
 	char		org_id[40];		/* the authenticated org, "" if none */
 };
 
-/* Opens the pools: the primary's and, with read_conninfo (NULL or "": none),
- * the standbys'; connection failures here are logged, not fatal. */
+/* One request's statement: the caller fills the first part, db_submit()
+ * queues it, and a database thread runs it and calls done(job) with the
+ * reply filled in. The strings must stay valid until done is called. */
+struct db_job
+{
+	enum stmt_id stmt;
+	int			nparams;		/* the route's parameters (at most DB_MAX_PARAMS) */
+	const char *params[DB_MAX_PARAMS];
+	const char *api_key;		/* the two header values, either may be NULL */
+	const char *authorization;
+	const char *client;			/* the HTTP client's address, NULL: unknown */
+	void		(*done) (struct db_job *job);
+	void	   *cls;			/* the caller's */
+	struct db_reply reply;
+	/* db.c's own */
+	struct db_job *next;
+	double		queued_at;
+	bool		on_replica;
+};
+
+/* Opens the pools and starts their threads: the primary's and, with
+ * read_conninfo (NULL or "": none), the standbys'; connection failures here
+ * are logged, not fatal. */
 int			db_init(const char *conninfo, const char *read_conninfo, int size);
 
-/* Authenticates with the two header values (either may be NULL) and the
- * client's address (NULL: unknown), and runs stmt with params (at most
- * DB_MAX_PARAMS), in one statement and one round trip. Reads go to the
- * standbys when there are any, and to the primary when they cannot answer. */
-void		db_call(enum stmt_id stmt, int nparams, const char *const *params,
-					const char *api_key, const char *authorization, const char *client,
-					struct db_reply *reply);
+/* Queues a job. Each pool connection has a thread that takes every job
+ * waiting (up to a bound) and sends their statements in one pipeline, each
+ * with its own Sync (its own transaction), then reads the replies in order.
+ * Reads go to the standbys when there are any, and to the primary when they
+ * cannot answer. done may run before db_submit returns. */
+void		db_submit(struct db_job *job);
 
 /* Frees what a reply holds. */
 void		db_reply_free(struct db_reply *reply);
 
-/* True if a pool connection answers SELECT 1. */
-bool		db_ready(void);
-
-/* The pool's connections now: lent to a request, open and idle, or closed
- * (to be reopened by the next request that borrows them). */
+/* The pool's connections now: running statements, open and idle, or closed
+ * (to be reopened by the next statements they take). */
 void		db_pool_counts(int *busy, int *idle, int *broken);
 
 /* Asks the server to cancel every statement in flight (used when a graceful
  * stop takes too long). */
 void		db_cancel_busy(void);
 
-/* Closes every connection; no request may be running. */
+/* Runs the jobs still queued, stops the threads, and closes every
+ * connection; later jobs are answered 503 at once. */
 void		db_close(void);
 
 #endif

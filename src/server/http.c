@@ -1,12 +1,12 @@
 /* The HTTP side of the server: libmicrohttpd's callbacks, request limits,
  * reading bodies, writing JSON responses and the access log.
  *
- * libmicrohttpd runs a pool of epoll worker threads, as many as database
- * connections: sockets are read and written without blocking, so a slow
- * client holds up no one; a worker blocks only for its request's database
- * round trip, on a connection no other worker is using. A request's body is
- * collected (up to max_body), then the request is routed (routes.c) and goes
- * to the database in one round trip (db.c). Headers, bodies, query strings
+ * libmicrohttpd runs a pool of epoll worker threads, one per CPU: sockets
+ * are read and written without blocking, so a slow client holds up no one,
+ * and no worker waits for the database. A request's body is collected (up to
+ * max_body), then the request is routed (routes.c), its statement queued for
+ * the database (db.c) and its connection suspended; the database thread's
+ * reply resumes it, and the worker sends the response. Headers, bodies, query strings
  * and raw paths are never logged. Every completed request is counted for
  * GET /metrics (metrics.c), by route pattern, never by path.
  *
@@ -57,6 +57,10 @@ struct request
 	size_t		received;		/* body bytes sent by the client */
 	bool		too_large;
 	struct refresh_waiter *waiter;	/* POST .../refresh: waiting for the refresher */
+	struct MHD_Connection *conn;
+	struct db_job job;			/* its statement, while the connection is suspended */
+	bool		answered;		/* job.reply is in (set before the resume) */
+	char		client[INET6_ADDRSTRLEN];
 };
 
 static struct http_config cfg;
@@ -283,24 +287,49 @@ await_refresh(struct request *r, struct db_reply *reply)
 	return MHD_YES;
 }
 
-/* Runs a routed request against the database and responds. */
+/* A database thread's reply is in (db.c): the connection goes on, and
+ * on_request() calls answer(). */
+static void
+db_done(struct db_job *job)
+{
+	struct request *r = job->cls;
+
+	r->answered = true;
+	MHD_resume_connection(r->conn);
+}
+
+/* Queues the request's statement (stmt) and suspends the connection until
+ * the reply is in: the worker goes on with other connections meanwhile. */
+static enum MHD_Result
+submit(struct MHD_Connection *c, struct request *r, enum stmt_id stmt,
+	   const char *api_key, const char *authorization)
+{
+	r->conn = c;
+	r->job = (struct db_job) {
+		.stmt = stmt, .nparams = r->m.nparams, .api_key = api_key,
+		.authorization = authorization, .done = db_done, .cls = r,
+		.client = client_address(c, r->client, sizeof r->client),
+	};
+	for (int i = 0; i < r->m.nparams && i < DB_MAX_PARAMS; i++)
+		r->job.params[i] = r->m.params[i];
+	MHD_suspend_connection(c);
+	db_submit(&r->job);
+	return MHD_YES;
+}
+
+/* Routes a request: answered here, or sent to the database (submit). */
 static enum MHD_Result
 dispatch(struct MHD_Connection *c, struct request *r)
 {
-	struct db_reply reply;
 	const char *api_key,
 			   *authorization;
-	char		client[INET6_ADDRSTRLEN];
-	struct MHD_Response *resp;
 
 	switch (r->m.action)
 	{
 		case ACT_HEALTHZ:
 			return respond_static(c, r, 200, "{\"status\": \"ok\"}");
 		case ACT_READYZ:
-			if (db_ready())
-				return respond_static(c, r, 200, "{\"status\": \"ready\"}");
-			return respond_detail(c, r, 503, MSG_UNAVAILABLE, NULL, true);
+			return submit(c, r, STMT_READY, NULL, NULL);
 		case ACT_METRICS:
 			return respond_metrics(c, r);
 		case ACT_DB:
@@ -323,27 +352,39 @@ dispatch(struct MHD_Connection *c, struct request *r)
 		(r->waiter = refresh_wait_begin(r->m.params[0], c)) == NULL)
 		return respond_detail(c, r, 503, MSG_UNAVAILABLE, NULL, true);
 	/* with invalid arguments, authenticate only: 401 comes before 422 */
-	db_call(r->m.invalid ? STMT_NONE : r->m.stmt, r->m.nparams, r->m.params,
-			api_key, authorization, client_address(c, client, sizeof client), &reply);
-	memcpy(r->org_id, reply.org_id, sizeof r->org_id);
-	if (reply.status == 0)
-		return respond_detail(c, r, 422, r->m.invalid, NULL, false);
-	if (reply.body == NULL)
-	{
-		enum MHD_Result ret = respond_detail(c, r, reply.status, reply.detail, NULL, reply.retry);
+	return submit(c, r, r->m.invalid ? STMT_NONE : r->m.stmt, api_key, authorization);
+}
 
-		db_reply_free(&reply);
+/* Responds with the database's reply to the request's statement. */
+static enum MHD_Result
+answer(struct MHD_Connection *c, struct request *r)
+{
+	struct db_reply *reply = &r->job.reply;
+	struct MHD_Response *resp;
+
+	r->answered = false;
+	memcpy(r->org_id, reply->org_id, sizeof r->org_id);
+	if (r->m.action == ACT_READYZ)
+		return reply->status == 200 ? respond_static(c, r, 200, "{\"status\": \"ready\"}") :
+			respond_detail(c, r, 503, MSG_UNAVAILABLE, NULL, true);
+	if (reply->status == 0)
+		return respond_detail(c, r, 422, r->m.invalid, NULL, false);
+	if (reply->body == NULL)
+	{
+		enum MHD_Result ret = respond_detail(c, r, reply->status, reply->detail, NULL, reply->retry);
+
+		db_reply_free(reply);
 		return ret;
 	}
 	if (r->m.action == ACT_REFRESH && r->waiter != NULL)
-		return await_refresh(r, &reply);
+		return await_refresh(r, reply);
 	/* the body stays in the PGresult until libmicrohttpd has sent it */
-	resp = MHD_create_response_from_buffer_with_free_callback_cls(reply.body_len,
-																  (void *) reply.body,
-																  free_result, reply.res);
+	resp = MHD_create_response_from_buffer_with_free_callback_cls(reply->body_len,
+																  (void *) reply->body,
+																  free_result, reply->res);
 	if (resp == NULL)
-		db_reply_free(&reply);
-	return queue(c, r, reply.status, resp, NULL, false);
+		db_reply_free(reply);
+	return queue(c, r, reply->status, resp, NULL, false);
 }
 
 /* A POST .../refresh resumed after its wait (refresh.c): the refreshed object
@@ -474,6 +515,8 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 		/* a chunked body far over the limit: stop reading, close */
 		return r->received / 16 > cfg.max_body ? MHD_NO : MHD_YES;
 	}
+	if (r->answered)
+		return answer(c, r);	/* resumed: the database replied */
 	if (r->waiter != NULL)
 		return respond_refreshed(c, r);	/* resumed: its wait ended */
 

@@ -12,7 +12,7 @@ struct http_config
 	int			port;			/* 0: any free port */
 	size_t		max_body;		/* larger bodies get 413 */
 	size_t		max_header;		/* larger header blocks get 431 */
-	int			threads;		/* worker threads (one per database connection) */
+	int			threads;		/* worker threads */
 	int			max_connections;	/* open connections at once */
 	int			max_per_addr;	/* connections per client address, 0: no limit */
 	int			request_deadline;	/* seconds to send a whole request */

@@ -35,8 +35,9 @@ static const char usage[] =
 "                       multi-host one (target_session_attrs=prefer-standby);\n"
 "                       reads it cannot answer go to --db (default none)\n"
 "                       env SDR_CREDS_DB_READ\n"
-"  --pool N             database connections, one per HTTP worker thread\n"
-"                       (default 2 x CPUs, from 2 to 8)  env SDR_CREDS_POOL\n"
+"  --pool N             database connections; each sends the requests waiting\n"
+"                       in one pipeline (default CPUs / 2, from 2 to 8)\n"
+"                       env SDR_CREDS_POOL\n"
 "  --log-level LEVEL    error, info (adds one access line per request) or debug\n"
 "                       (default info)  env SDR_CREDS_LOG_LEVEL\n"
 "  --max-body BYTES     larger request bodies get 413 (default 65536)\n"
@@ -99,14 +100,23 @@ parse_level(const char *s)
 	return -1;
 }
 
-/* Two connections per CPU keeps PostgreSQL busy without making it and the
- * workers fight for the CPUs (more is slower under load on small machines). */
 static long
-default_pool(void)
+cpu_count(void)
 {
 	long		cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
-	return cpus < 1 ? 2 : cpus > 4 ? 8 : 2 * cpus;
+	return cpus < 1 ? 1 : cpus;
+}
+
+/* One connection per two CPUs: a connection's pipeline keeps a backend busy,
+ * and fewer connections make bigger batches (cheaper per request). At least
+ * two, so a batch held up by a lock does not hold up everything. */
+static long
+default_pool(void)
+{
+	long		n = cpu_count() / 2;
+
+	return n < 2 ? 2 : n > 8 ? 8 : n;
 }
 
 static const char *
@@ -233,7 +243,8 @@ configure(struct http_config *config, long *pool_size)
 	config->port = (int) port;
 	config->max_body = (size_t) body;
 	config->max_header = (size_t) header;
-	config->threads = (int) *pool_size;	/* one connection per worker: no waiting */
+	/* a worker never waits for the database: one per CPU */
+	config->threads = (int) (cpu_count() > 16 ? 16 : cpu_count());
 	config->max_connections = (int) conns;
 	config->max_per_addr = (int) per_addr;
 	config->request_deadline = (int) deadline;
@@ -283,9 +294,9 @@ stop_gracefully(int sig)
 		wait_idle(CANCEL_GRACE_MS);
 	}
 	refresh_stop_waiting();
+	db_close();					/* requests still coming get 503 */
 	http_stop();
 	refresh_stop();
-	db_close();
 	log_msg(LOG_INFO, "stopped");
 	log_stop();
 }
