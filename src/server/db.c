@@ -554,6 +554,8 @@ run_batch(struct pool *p, struct slot *s, struct db_job **jobs, int n)
 
 	for (int i = 0; !broken && i < n; i++)
 		broken = !send_one(s->conn, jobs[i]);
+	if (!broken)
+		metrics_db_pipeline();
 	for (int i = 0; i < n; i++)
 	{
 		struct db_job *job = jobs[i];
@@ -679,13 +681,17 @@ enqueue(struct pool *p, struct db_job *job)
 	stopped = p->stopping;
 	if (!stopped)
 	{
+		bool		was_empty = p->head == NULL;
+
 		if (p->tail)
 			p->tail->next = job;
 		else
 			p->head = job;
 		p->tail = job;
 		p->queued++;
-		if (p->idle_threads > 0 && (p->busy_threads == 0 || p->queued >= BATCH_MAX))
+		/* a thread waiting on an empty queue wakes to take the job, or to
+		 * wait at most STALL_MS for the running batch */
+		if (p->idle_threads > 0 && (was_empty || p->queued >= BATCH_MAX))
 			pthread_cond_signal(&p->work);
 	}
 	pthread_mutex_unlock(&p->mu);

@@ -55,6 +55,7 @@ static struct histogram http_seconds[R_COUNT];
 static struct histogram db_seconds;
 static atomic_ullong reconnects;
 static atomic_ullong read_fallbacks;
+static atomic_ullong pipelines;
 static atomic_ullong unavailable;
 static atomic_ullong rejected[REJECT_COUNT];
 static atomic_llong connections;
@@ -125,6 +126,12 @@ void
 metrics_db_roundtrip(double ms)
 {
 	observe(&db_seconds, ms);
+}
+
+void
+metrics_db_pipeline(void)
+{
+	bump(&pipelines, 1);
 }
 
 void
@@ -230,11 +237,16 @@ render_db(FILE *f)
 				broken;
 
 	family(f, "sdr_creds_db_roundtrip_seconds", "histogram",
-		   "Time of one database call (authentication and the call, one statement).");
+		   "Time of one database call (authentication and the call, one statement), "
+		   "from the sending of its pipeline to its result.");
 	render_histogram(f, "sdr_creds_db_roundtrip_seconds", "", &db_seconds);
+	family(f, "sdr_creds_db_pipelines_total", "counter",
+		   "Pipelines sent, each the statements waiting when a connection took them; "
+		   "sdr_creds_db_roundtrip_seconds_count / this = statements per round trip.");
+	fprintf(f, "sdr_creds_db_pipelines_total %llu\n", get(&pipelines));
 	db_pool_counts(&busy, &idle, &broken);
 	family(f, "sdr_creds_db_pool_connections", "gauge",
-		   "Pool connections: busy (lent to a request), idle (open), broken (closed, to reopen).");
+		   "Pool connections: busy (running a pipeline), idle (open), broken (closed, to reopen).");
 	fprintf(f, "sdr_creds_db_pool_connections{state=\"busy\"} %d\n", busy);
 	fprintf(f, "sdr_creds_db_pool_connections{state=\"idle\"} %d\n", idle);
 	fprintf(f, "sdr_creds_db_pool_connections{state=\"broken\"} %d\n", broken);

@@ -25,8 +25,11 @@ enum reject_reason
 /* A request answered (status 0: closed before any response), taking ms. */
 void		metrics_request(enum route_id route, const char *method, int status, double ms);
 
-/* One pipelined database round trip took ms. */
+/* One statement's result came ms after its pipeline was sent. */
 void		metrics_db_roundtrip(double ms);
+
+/* A pipeline (a batch of statements) was sent. */
+void		metrics_db_pipeline(void);
 
 /* A pool connection was opened again after it was lost. */
 void		metrics_reconnect(void);

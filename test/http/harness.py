@@ -132,6 +132,29 @@ class TableLock:
             self.proc.wait(5)
 
 
+class RowLock(TableLock):
+    """FOR UPDATE on the credentials a WHERE clause selects, held by a psql
+    session until release(): writes to those rows wait meanwhile."""
+
+    def __init__(self, where, db=None):
+        self.db = db or os.environ["SDR_HTTP_DB"]
+        self.proc = subprocess.Popen(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.db],
+                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, text=True,
+                                     env=dict(os.environ, PGAPPNAME="sdr_row_lock"))
+        self.proc.stdin.write("BEGIN;\nSELECT 1 FROM sdr_creds.credentials WHERE %s FOR UPDATE;\n" % where)
+        self.proc.stdin.flush()
+        # the SELECT is done: its lock is held and the session is idle again
+        held = wait_until(lambda: psql(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+            "WHERE a.application_name = 'sdr_row_lock' AND a.state = 'idle in transaction' "
+            "AND l.relation = 'sdr_creds.credentials'::regclass AND l.mode = 'RowShareLock' AND l.granted",
+            db=self.db) == "1", 10)
+        if not held:
+            self.release()
+            raise AssertionError("row lock not taken")
+
+
 def sql_literal(s):
     return "'" + s.replace("'", "''") + "'"
 

@@ -562,6 +562,62 @@ def t_pool_bound():
     eq(statuses, [200] * n, "statuses")
 
 
+def t_write_waits_alone():
+    """A DELETE waiting for a row lock holds up no GET: a write ends its
+    pipeline, and requests queued behind a held pipeline go to the other
+    connection (the default --pool is at least 2). All GETs are answered
+    while the DELETE still waits; it completes once the lock is released."""
+    expect(store("a", "held-row", "tok-made-up-held-row"), 201)
+    expect(store("a", "free-row", "tok-made-up-free-row"), 201)
+    cid = req("GET", "/integration-credentials/provider/held-row", headers=key("a")).json()["id"]
+    lock = harness.RowLock("provider = 'held-row'", db=DB)
+    deleted = {}
+    deleting = threading.Thread(target=lambda: deleted.update(
+        r=req("DELETE", "/integration-credentials/" + cid, headers=key("a"), timeout=60)))
+    try:
+        deleting.start()
+        assert wait_until(lambda: lock.waiters() == 1, 15), "the DELETE is not waiting on the row lock"
+        statuses = [req("GET", "/integration-credentials/provider/free-row", headers=key("a"),
+                        timeout=10).status for _ in range(20)]
+        still_waiting = deleting.is_alive() and lock.waiters() == 1
+    finally:
+        lock.release()
+        deleting.join(60)
+    eq(statuses, [200] * 20, "GETs while the DELETE waits")
+    assert still_waiting, "the DELETE did not wait for the lock"
+    eq(deleted["r"].status, 200, "the DELETE after the release")
+
+
+def t_pipelining():
+    """Concurrent requests share round trips: with 32 clients on one pool
+    connection's worth of work, the pipelines sent are fewer than the
+    statements (sdr_creds_db_pipelines_total against the round-trip count),
+    and every answer is the right one for its org."""
+    expect(store("a", "piped", "tok-made-up-piped-a"), 201)
+    expect(store("b", "piped", "tok-made-up-piped-b"), 201)
+    _, before = scrape(ctx["port"])
+    answers = []
+
+    def client(org, n):
+        for _ in range(n):
+            r = req("GET", "/integration-credentials/provider/piped", headers=key(org))
+            answers.append((org, r.status, r.json().get("org_id")))
+
+    threads = [threading.Thread(target=client, args=("ab"[i % 2], 25)) for i in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    _, after = scrape(ctx["port"])
+    statements = val(after, "sdr_creds_db_roundtrip_seconds_count") - val(before, "sdr_creds_db_roundtrip_seconds_count")
+    pipelines = val(after, "sdr_creds_db_pipelines_total") - val(before, "sdr_creds_db_pipelines_total")
+    eq(len(answers), 32 * 25, "answers")
+    eq(sorted(set(answers)), [("a", 200, ORG_A), ("b", 200, ORG_B)], "each org's own credential")
+    eq(statements, 32 * 25, "statements")
+    assert pipelines < statements, "%d pipelines for %d statements: no batching" % (pipelines, statements)
+    diag("%d statements in %d pipelines" % (statements, pipelines))
+
+
 def t_client_address():
     """The database records the HTTP client's address (audit lines, usage):
     the peer's, or with --trust-forwarded-for the last X-Forwarded-For entry.
@@ -681,6 +737,9 @@ def t_metrics():
         check_histogram(before, after, "sdr_creds_http_request_duration_seconds", 12, route=PROV)
         # round trips: 12 by provider, the POST 201, the 422 (authentication only)
         check_histogram(before, after, "sdr_creds_db_roundtrip_seconds", 14)
+        # one after another: each statement its own pipeline
+        eq(val(after, "sdr_creds_db_pipelines_total") - val(before, "sdr_creds_db_pipelines_total"), 14,
+           "pipelines")
         rej = "sdr_creds_http_rejected_total"
         eq(val(after, rej, reason="body_too_large") - val(before, rej, reason="body_too_large"), 1, "413s")
         eq(sum(val(after, "sdr_creds_db_pool_connections", state=st) for st in ("busy", "idle", "broken")),
@@ -1012,6 +1071,8 @@ def main():
         ("http: malformed requests leave the server up", t_malformed_requests),
         ("http: keep-alive connection serves several requests", t_keep_alive),
         ("http: 300 connections hold no more database connections than --pool", t_pool_bound),
+        ("http: a write waiting for a lock holds up no read", t_write_waits_alone),
+        ("http: concurrent requests share pipelines, each gets its own org's answer", t_pipelining),
         ("http: the database records the HTTP client's address (peer, or trusted X-Forwarded-For)",
          t_client_address),
         ("http: CRM sync client example (requests)", t_crm_sync_example),
