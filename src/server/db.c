@@ -104,6 +104,7 @@ struct pool
 	struct db_job *tail;
 	int			queued;			/* jobs waiting */
 	int			idle_threads;	/* waiting on work */
+	int			sleepers;		/* of those, waiting with no time limit */
 	int			busy_threads;	/* running a batch */
 	bool		stopping;		/* threads exit once the queue is empty */
 	struct slot *slots;
@@ -610,7 +611,11 @@ wait_for_work(struct pool *p)
 
 	p->idle_threads++;
 	if (p->head == NULL)
+	{
+		p->sleepers++;
 		pthread_cond_wait(&p->work, &p->mu);
+		p->sleepers--;
+	}
 	else
 	{
 		clock_gettime(CLOCK_REALTIME, &until);
@@ -689,9 +694,10 @@ enqueue(struct pool *p, struct db_job *job)
 			p->head = job;
 		p->tail = job;
 		p->queued++;
-		/* a thread waiting on an empty queue wakes to take the job, or to
-		 * wait at most STALL_MS for the running batch */
-		if (p->idle_threads > 0 && (was_empty || p->queued >= BATCH_MAX))
+		/* a thread asleep on an empty queue wakes to take the job, or to
+		 * wait at most STALL_MS for the running batch (one already waiting
+		 * so wakes by itself) */
+		if ((was_empty && p->sleepers > 0) || (p->idle_threads > 0 && p->queued >= BATCH_MAX))
 			pthread_cond_signal(&p->work);
 	}
 	pthread_mutex_unlock(&p->mu);
