@@ -243,8 +243,10 @@ configure(struct http_config *config, long *pool_size)
 	config->port = (int) port;
 	config->max_body = (size_t) body;
 	config->max_header = (size_t) header;
-	/* a worker never waits for the database: one per CPU */
-	config->threads = (int) (cpu_count() > 16 ? 16 : cpu_count());
+	/* a worker never waits for the database: one per CPU, up to 16 */
+	config->threads = (int) cpu_count();
+	if (config->threads > 16)
+		config->threads = 16;
 	config->max_connections = (int) conns;
 	config->max_per_addr = (int) per_addr;
 	config->request_deadline = (int) deadline;

@@ -98,19 +98,23 @@ class TableLock:
     requests that touch the table wait in the database meanwhile."""
 
     def __init__(self, table="sdr_creds.credentials", db=None):
+        self.hold("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE" % table,
+                  "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                  "WHERE c.relname = %s AND l.mode = 'AccessExclusiveLock' AND l.granted"
+                  % sql_literal(table.split(".")[-1]), "lock on %s" % table, db)
+
+    def hold(self, sql, held_query, what, db, app="sdr_lock"):
+        """Runs sql in a transaction left open, until held_query answers 1."""
         self.db = db or os.environ["SDR_HTTP_DB"]
         self.proc = subprocess.Popen(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.db],
                                      stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, text=True)
-        self.proc.stdin.write("BEGIN;\nLOCK TABLE %s IN ACCESS EXCLUSIVE MODE;\n" % table)
+                                     stderr=subprocess.DEVNULL, text=True,
+                                     env=dict(os.environ, PGAPPNAME=app))
+        self.proc.stdin.write("BEGIN;\n%s;\n" % sql)
         self.proc.stdin.flush()
-        granted = wait_until(lambda: psql(
-            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-            "WHERE c.relname = %s AND l.mode = 'AccessExclusiveLock' AND l.granted"
-            % sql_literal(table.split(".")[-1]), db=self.db) == "1", 10)
-        if not granted:
+        if not wait_until(lambda: psql(held_query, db=self.db) == "1", 10):
             self.release()
-            raise AssertionError("lock on %s not taken" % table)
+            raise AssertionError(what + " not taken")
 
     def waiters(self):
         """Server connections waiting for a lock in this database."""
@@ -137,22 +141,12 @@ class RowLock(TableLock):
     session until release(): writes to those rows wait meanwhile."""
 
     def __init__(self, where, db=None):
-        self.db = db or os.environ["SDR_HTTP_DB"]
-        self.proc = subprocess.Popen(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.db],
-                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, text=True,
-                                     env=dict(os.environ, PGAPPNAME="sdr_row_lock"))
-        self.proc.stdin.write("BEGIN;\nSELECT 1 FROM sdr_creds.credentials WHERE %s FOR UPDATE;\n" % where)
-        self.proc.stdin.flush()
-        # the SELECT is done: its lock is held and the session is idle again
-        held = wait_until(lambda: psql(
-            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-            "WHERE a.application_name = 'sdr_row_lock' AND a.state = 'idle in transaction' "
-            "AND l.relation = 'sdr_creds.credentials'::regclass AND l.mode = 'RowShareLock' AND l.granted",
-            db=self.db) == "1", 10)
-        if not held:
-            self.release()
-            raise AssertionError("row lock not taken")
+        # held once the SELECT is done: its lock granted, the session idle again
+        self.hold("SELECT 1 FROM sdr_creds.credentials WHERE %s FOR UPDATE" % where,
+                  "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                  "WHERE a.application_name = 'sdr_row_lock' AND a.state = 'idle in transaction' "
+                  "AND l.relation = 'sdr_creds.credentials'::regclass AND l.mode = 'RowShareLock' "
+                  "AND l.granted", "row lock", db, app="sdr_row_lock")
 
 
 def sql_literal(s):
