@@ -724,13 +724,23 @@ def t_metrics():
         made_up = metrics_traffic(port)
         r = request(port, "HEAD", "/metrics")
         eq((r.status, r.header("content-type"), r.body), (200, METRICS_TYPE, b""), "HEAD /metrics")
-        text, after = scrape(port)
         req_total = "sdr_creds_http_requests_total"
-        for route, method, status, n in ((PROV, "GET", "200", 7), (PROV, "GET", "404", 3),
-                                         (PROV, "GET", "401", 2), ("/integration-credentials/", "POST", "413", 1),
-                                         ("/integration-credentials/", "POST", "201", 1),
-                                         ("/integration-credentials/{credentials_id}", "GET", "422", 1),
-                                         ("-", "GET", "404", 1), ("/metrics", "HEAD", "200", 1)):
+        want = ((PROV, "GET", "200", 7), (PROV, "GET", "404", 3),
+                (PROV, "GET", "401", 2), ("/integration-credentials/", "POST", "413", 1),
+                ("/integration-credentials/", "POST", "201", 1),
+                ("/integration-credentials/{credentials_id}", "GET", "422", 1),
+                ("-", "GET", "404", 1), ("/metrics", "HEAD", "200", 1))
+
+        def counted(samples):
+            return sum(val(samples, req_total, route=route, method=method, status=status) -
+                       val(before, req_total, route=route, method=method, status=status)
+                       for route, method, status, _ in want)
+        # A request is counted once its response has been sent, a moment
+        # after the client has read it: wait for the last ones to be counted.
+        scrapes = []
+        wait_until(lambda: scrapes.append(scrape(port)) or counted(scrapes[-1][1]) >= 17, 10)
+        text, after = scrapes[-1]
+        for route, method, status, n in want:
             labels = dict(route=route, method=method, status=status)
             eq(val(after, req_total, **labels) - val(before, req_total, **labels), n, repr(labels))
         assert val(after, req_total, route="/metrics", method="GET", status="200") >= 1, "/metrics counted"
