@@ -42,7 +42,7 @@ static const char usage[] =
 "                       (default info)  env SDR_CREDS_LOG_LEVEL\n"
 "  --max-body BYTES     larger request bodies get 413 (default 65536)\n"
 "                       env SDR_CREDS_MAX_BODY\n"
-"  --max-header BYTES   larger header blocks get 431 (default 16384)\n"
+"  --max-header BYTES   larger header blocks get 431 (default 8192)\n"
 "                       env SDR_CREDS_MAX_HEADER\n"
 "  --max-connections N  HTTP connections open at once; more are closed as they\n"
 "                       arrive (default 4096; lowered to fit the open-files\n"
@@ -172,7 +172,7 @@ static struct
 	[S_POOL] = {"pool", "SDR_CREDS_POOL", NULL},
 	[S_LOG_LEVEL] = {"log-level", "SDR_CREDS_LOG_LEVEL", "info"},
 	[S_MAX_BODY] = {"max-body", "SDR_CREDS_MAX_BODY", "65536"},
-	[S_MAX_HEADER] = {"max-header", "SDR_CREDS_MAX_HEADER", "16384"},
+	[S_MAX_HEADER] = {"max-header", "SDR_CREDS_MAX_HEADER", "8192"},
 	[S_MAX_CONNECTIONS] = {"max-connections", "SDR_CREDS_MAX_CONNECTIONS", "4096"},
 	[S_MAX_PER_ADDR] = {"max-per-addr", "SDR_CREDS_MAX_PER_ADDR", "64"},
 	[S_REQUEST_DEADLINE] = {"request-deadline", "SDR_CREDS_REQUEST_DEADLINE", "10"},
