@@ -43,7 +43,9 @@ static struct
 	.mu = PTHREAD_MUTEX_INITIALIZER,
 };
 
-/* Shuts down the sockets past their deadline; returns how many. */
+/* Shuts down the sockets past their deadline, each counted first (a client
+ * that sees its connection closed finds it in GET /metrics); returns how
+ * many. */
 static int
 reap(double now)
 {
@@ -53,6 +55,7 @@ reap(double now)
 	{
 		if (w->deadline == 0 || now < w->deadline)
 			continue;
+		metrics_rejected(REJECT_DEADLINE);
 		shutdown(w->fd, SHUT_RDWR);
 		w->deadline = 0;
 		n++;
@@ -81,11 +84,8 @@ reaper(void *arg)
 		if (dl.stopping)
 			break;
 		if ((n = reap(now_ms())) > 0)
-		{
-			metrics_rejected(REJECT_DEADLINE, (unsigned int) n);
 			log_msg(LOG_DEBUG, "closed %d connection(s) that sent no whole request within %.0f s",
 					n, dl.limit_ms / 1000);
-		}
 	}
 	pthread_mutex_unlock(&dl.mu);
 	return NULL;

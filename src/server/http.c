@@ -615,7 +615,7 @@ acceptor(void *arg)
 		{
 			/* on failure libmicrohttpd closes the socket (e.g. at the limit) */
 			if (MHD_add_connection(daemon_, fd, (struct sockaddr *) &peer, len) != MHD_YES)
-				metrics_rejected(REJECT_PER_ADDR, 1);
+				metrics_rejected(REJECT_PER_ADDR);
 			continue;
 		}
 		if (atomic_load(&draining))

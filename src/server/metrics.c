@@ -112,7 +112,6 @@ metrics_request(enum route_id route, const char *method, int status, double ms)
 {
 	if ((unsigned) route >= R_COUNT)
 		route = R_NONE;
-	bump(&requests[route][method_index(method)][status_index(status)], 1);
 	observe(&http_seconds[route], ms);
 	if (status == 503)
 		bump(&unavailable, 1);
@@ -120,6 +119,8 @@ metrics_request(enum route_id route, const char *method, int status, double ms)
 		bump(&rejected[REJECT_BODY], 1);
 	else if (status == 431)
 		bump(&rejected[REJECT_HEADERS], 1);
+	/* last: a scrape that counts the request sees the rest of it */
+	bump(&requests[route][method_index(method)][status_index(status)], 1);
 }
 
 void
@@ -147,9 +148,9 @@ metrics_read_fallback(void)
 }
 
 void
-metrics_rejected(enum reject_reason reason, unsigned int n)
+metrics_rejected(enum reject_reason reason)
 {
-	bump(&rejected[reason], n);
+	bump(&rejected[reason], 1);
 }
 
 void

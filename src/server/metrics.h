@@ -37,7 +37,7 @@ void		metrics_reconnect(void);
 /* A read the standbys could not answer was sent to the primary. */
 void		metrics_read_fallback(void);
 
-void		metrics_rejected(enum reject_reason reason, unsigned int n);
+void		metrics_rejected(enum reject_reason reason);
 
 /* An HTTP connection opened (+1) or closed (-1). */
 void		metrics_connection(int delta);
