@@ -217,7 +217,7 @@ if [ -n "$http" ]; then
   sport=$((port + 1))
   while (exec 3<>"/dev/tcp/127.0.0.1/$sport") 2>/dev/null; do sport=$((sport + 1)); done
   mkdir -m 700 "$work/standby"; [ "$(id -u)" -eq 0 ] && chown postgres: "$work/standby"
-  as_owner "$bindir/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres -D "$work/standby" -R -X stream >"$work/basebackup.log" 2>&1
+  as_owner "$bindir/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres -D "$work/standby" -R -X stream -c fast >"$work/basebackup.log" 2>&1
   printf 'port = %s\nunix_socket_directories = %s\n' "$sport" "'$work/cluster'" | as_owner sh -c "cat >> '$work/standby/postgresql.conf'"
   as_owner "$bindir/pg_ctl" -D "$work/standby" -l "$work/cluster/standby.log" -w -t 60 start >/dev/null
   standby_up=1

@@ -18,7 +18,7 @@ key=$(q -d "$db" -c "SELECT sdr_creds.create_api_key('$org', 'standby') ->> 'key
 q -d "$db" -c "BEGIN; SELECT sdr_creds.authenticate('$key'); SELECT sdr_creds.store('salesforce', NULL, 'made-up-standby-token', '{}'); COMMIT;" >/dev/null
 
 as_owner rm -rf "$dir"
-as_owner "$bindir/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres -D "$dir/data" -R -X stream >"$SDR_CLUSTER_DIR/standby.log" 2>&1
+as_owner "$bindir/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres -D "$dir/data" -R -X stream -c fast >"$SDR_CLUSTER_DIR/standby.log" 2>&1
 as_owner sh -c "cat >> '$dir/data/postgresql.conf'" <<CONF
 port = $port
 unix_socket_directories = '$dir'
