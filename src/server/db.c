@@ -113,7 +113,7 @@ struct pool
 	double		backoff;		/* the next wait after a failure, ms */
 	double		connected_at;	/* when the last attempt succeeded */
 	bool		healthy;		/* last attempt succeeded (for logging) */
-	bool		told_no_client;	/* logged that client addresses are not passed */
+	int			told_missing;	/* not_granted() bits already logged */
 	char	   *conninfo;		/* NULL: not configured */
 };
 
@@ -162,31 +162,72 @@ prepare(struct pool *p, PGconn *conn, const struct statement *st, bool client_ar
 	return false;
 }
 
-/* Whether this connection's role may call the three-argument authenticate_headers(). */
-static bool
-may_pass_client(PGconn *conn)
-{
-	PGresult   *res = PQexec(conn,
-							 "SELECT coalesce(pg_catalog.has_function_privilege(pg_catalog.to_regprocedure("
-							 "'sdr_creds.authenticate_headers(text, text, text)'), 'EXECUTE'), false)");
-	bool		yes = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-		strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+/* The functions the statements call; the first is optional (see prepare_all). */
+static const char *const called[] = {
+	"sdr_creds.authenticate_headers(text, text, text)",
+	"sdr_creds.authenticate_headers(text, text)",
+	"sdr_creds.get_by_provider(text)",
+	"sdr_creds.get(uuid)",
+	"sdr_creds.list(integer, integer)",
+	"sdr_creds.delete(uuid)",
+	"sdr_creds.store_json(text)",
+	"sdr_creds.request_refresh(uuid)",
+};
 
+#define CALLED_COUNT ((int) (sizeof called / sizeof called[0]))
+
+/* Which of called[] this connection's role may not execute, as a bit set
+ * (bit i: called[i]); -1 if the check itself failed. */
+static int
+not_granted(struct pool *p, PGconn *conn)
+{
+	char		sql[1024];
+	int			len;
+	int			missing = 0;
+	PGresult   *res;
+
+	len = snprintf(sql, sizeof sql, "SELECT NOT coalesce(pg_catalog.has_function_privilege("
+				   "pg_catalog.to_regprocedure(f), 'EXECUTE'), false) FROM unnest(ARRAY[");
+	for (int i = 0; i < CALLED_COUNT; i++)
+		len += snprintf(sql + len, sizeof sql - len, "%s'%s'", i ? ", " : "", called[i]);
+	snprintf(sql + len, sizeof sql - len, "]) WITH ORDINALITY AS c(f, i) ORDER BY i");
+	res = PQexec(conn, sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != CALLED_COUNT)
+	{
+		log_msg(p->healthy ? LOG_ERROR : LOG_DEBUG, "%s: checking the role's grants failed: SQLSTATE %s",
+				p->name, PQresultErrorField(res, PG_DIAG_SQLSTATE) ?: "-");
+		missing = -1;
+	}
+	else
+		for (int i = 0; i < CALLED_COUNT; i++)
+			if (PQgetvalue(res, i, 0)[0] == 't')
+				missing |= 1 << i;
 	PQclear(res);
-	return yes;
+	return missing;
 }
 
 /* Prepares the statements. Without EXECUTE on the three-argument
  * authenticate_headers() (or on a 1.0 schema), the two-argument one is used:
- * the database then records the server's address as the client's. */
+ * the database then records the server's address as the client's. A
+ * function the role may not execute is named in the log once: the
+ * requests that call it answer 500 until it is granted. */
 static bool
 prepare_all(struct pool *p, PGconn *conn)
 {
-	bool		client_arg = may_pass_client(conn);
+	int			missing = not_granted(p, conn);
+	int			untold;
+	bool		client_arg = !(missing & 1);
 
-	if (!client_arg && !__atomic_exchange_n(&p->told_no_client, true, __ATOMIC_RELAXED))
+	if (missing < 0)
+		return false;
+	untold = missing & ~__atomic_fetch_or(&p->told_missing, missing, __ATOMIC_RELAXED);
+	if (untold & 1)
 		log_msg(LOG_INFO, "%s: client addresses are not passed to the database "
-				"(no EXECUTE on sdr_creds.authenticate_headers(text, text, text))", p->name);
+				"(no EXECUTE on %s)", p->name, called[0]);
+	for (int i = 1; i < CALLED_COUNT; i++)
+		if (untold & (1 << i))
+			log_msg(LOG_INFO, "%s: this role may not execute %s: the requests that call it "
+					"answer 500 until it is granted", p->name, called[i]);
 	for (int i = STMT_READY; i < STMT_COUNT; i++)
 		if (!prepare(p, conn, statement_of((enum stmt_id) i), client_arg))
 			return false;

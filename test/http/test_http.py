@@ -657,6 +657,17 @@ def t_client_address():
              (True, "198.51.100.78, not-an-address"): "127.0.0.2"}, "recorded clients")
 
 
+def t_missing_grants():
+    """The server names, once, each function its role may not execute (the
+    test role has the README's app GRANTs, which leave out request_refresh)."""
+    log = ctx["server"].read_log()
+    line = "database: this role may not execute sdr_creds.request_refresh(uuid): " \
+        "the requests that call it answer 500 until it is granted"
+    eq(log.count(line), 1, "the missing grant logged once")
+    named = re.findall(r"may not execute (\S+\(.*?\))", log)
+    eq(named, ["sdr_creds.request_refresh(uuid)"], "functions named")
+
+
 # --- /metrics ------------------------------------------------------------------
 
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -1086,6 +1097,7 @@ def main():
         ("http: concurrent requests share pipelines, each gets its own org's answer", t_pipelining),
         ("http: the database records the HTTP client's address (peer, or trusted X-Forwarded-For)",
          t_client_address),
+        ("http: the log names a function the server's role may not execute, once", t_missing_grants),
         ("http: CRM sync client example (requests)", t_crm_sync_example),
         ("http: access log has one line per request, routes not paths", t_access_log_lines),
         ("http: database restart gives 503 + Retry-After, then recovers", t_db_restart),
