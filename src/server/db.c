@@ -216,10 +216,11 @@ prepare_all(struct pool *p, PGconn *conn)
 {
 	int			missing = not_granted(p, conn);
 	int			untold;
-	bool		client_arg = !(missing & 1);
+	bool		client_arg;
 
 	if (missing < 0)
 		return false;
+	client_arg = !(missing & 1);
 	untold = missing & ~__atomic_fetch_or(&p->told_missing, missing, __ATOMIC_RELAXED);
 	if (untold & 1)
 		log_msg(LOG_INFO, "%s: client addresses are not passed to the database "

@@ -750,7 +750,7 @@ def t_metrics():
         # A request is counted once its response has been sent, a moment
         # after the client has read it: wait for the last ones to be counted.
         scrapes = []
-        wait_until(lambda: scrapes.append(scrape(port)) or counted(scrapes[-1][1]) >= 17, 10)
+        wait_until(lambda: scrapes.append(scrape(port)) or counted(scrapes[-1][1]) >= sum(n for *_, n in want), 10)
         text, after = scrapes[-1]
         for route, method, status, n in want:
             labels = dict(route=route, method=method, status=status)
