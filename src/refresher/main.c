@@ -16,52 +16,21 @@
 #include <getopt.h>
 #include <libpq-fe.h>
 #include <poll.h>
-#include <stdarg.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 
 #include "cycle.h"
+#include "log.h"
 #include "refresher.h"
 
-volatile sig_atomic_t stopping = 0;
+/* Set by SIGTERM/SIGINT: finish the refresh in flight, then exit. */
+static volatile sig_atomic_t stopping = 0;
 static int wake_pipe[2] = {-1, -1};
-
-void
-rlog(const char *fmt,...)
-{
-	char		line[1024];
-	struct timeval tv;
-	struct tm	tm;
-	int			n;
-	va_list		ap;
-
-	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	n = (int) strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	n += snprintf(line + n, sizeof(line) - n, ".%03ldZ ", (long) tv.tv_usec / 1000);
-	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-	va_end(ap);
-	n = (int) strcspn(line, "\n");	/* one line: libpq messages end in a newline */
-	line[n] = '\n';
-	if (write(STDERR_FILENO, line, n + 1) < 0)
-		return;
-}
-
-double
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
-}
 
 static void
 on_stop(int sig __attribute__((unused)))

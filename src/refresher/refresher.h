@@ -1,5 +1,5 @@
 /*
- * refresher.h: what the refresher's files share: its settings and its log.
+ * refresher.h: what the refresher's files share: its settings.
  *
  * sdr_creds_refresher refreshes OAuth tokens before they expire. It claims
  * due credentials through sdr_creds.refresh_claim() (one per transaction,
@@ -11,7 +11,6 @@
 #ifndef SDR_REFRESHER_H
 #define SDR_REFRESHER_H
 
-#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -25,14 +24,5 @@ typedef struct Options
 	bool		allow_http_loopback;	/* http:// to 127.0.0.1, localhost, [::1] (tests) */
 	bool		once;			/* refresh what is due now, then exit */
 } Options;
-
-/* Set by SIGTERM/SIGINT: finish the refresh in flight, then exit. */
-extern volatile sig_atomic_t stopping;
-
-/* One line to stderr with a UTC timestamp; never a token or secret. */
-void		rlog(const char *fmt,...) __attribute__((format(printf, 1, 2)));
-
-/* Milliseconds on the monotonic clock. */
-double		now_ms(void);
 
 #endif
