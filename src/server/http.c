@@ -186,10 +186,13 @@ respond_detail(struct MHD_Connection *c, struct request *r, int status,
 static enum MHD_Result
 respond_metrics(struct MHD_Connection *c, struct request *r)
 {
+	struct metrics_pool pool;
 	size_t		len;
-	char	   *text = metrics_render(&len);
+	char	   *text;
 	struct MHD_Response *resp;
 
+	db_pool_counts(&pool.busy, &pool.idle, &pool.broken);
+	text = metrics_render(&pool, &len);
 	if (text == NULL)
 		return MHD_NO;
 	resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);

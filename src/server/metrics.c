@@ -5,7 +5,6 @@
  * scrape adds the buckets up, so +Inf always equals _count. */
 #define _GNU_SOURCE				/* open_memstream */
 #include "metrics.h"
-#include "db.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -231,12 +230,8 @@ resident_bytes(void)
 }
 
 static void
-render_db(FILE *f)
+render_db(FILE *f, const struct metrics_pool *pool)
 {
-	int			busy,
-				idle,
-				broken;
-
 	family(f, "sdr_creds_db_roundtrip_seconds", "histogram",
 		   "Time of one database call (authentication and the call, one statement), "
 		   "from the sending of its pipeline to its result.");
@@ -245,12 +240,11 @@ render_db(FILE *f)
 		   "Pipelines sent, each the statements waiting when a connection took them; "
 		   "sdr_creds_db_roundtrip_seconds_count / this = statements per round trip.");
 	fprintf(f, "sdr_creds_db_pipelines_total %llu\n", get(&pipelines));
-	db_pool_counts(&busy, &idle, &broken);
 	family(f, "sdr_creds_db_pool_connections", "gauge",
 		   "Pool connections: busy (running a pipeline), idle (open), broken (closed, to reopen).");
-	fprintf(f, "sdr_creds_db_pool_connections{state=\"busy\"} %d\n", busy);
-	fprintf(f, "sdr_creds_db_pool_connections{state=\"idle\"} %d\n", idle);
-	fprintf(f, "sdr_creds_db_pool_connections{state=\"broken\"} %d\n", broken);
+	fprintf(f, "sdr_creds_db_pool_connections{state=\"busy\"} %d\n", pool->busy);
+	fprintf(f, "sdr_creds_db_pool_connections{state=\"idle\"} %d\n", pool->idle);
+	fprintf(f, "sdr_creds_db_pool_connections{state=\"broken\"} %d\n", pool->broken);
 	family(f, "sdr_creds_db_reconnects_total", "counter",
 		   "Pool connections opened again after being lost.");
 	fprintf(f, "sdr_creds_db_reconnects_total %llu\n", get(&reconnects));
@@ -279,7 +273,7 @@ render_server(FILE *f)
 }
 
 char *
-metrics_render(size_t *len)
+metrics_render(const struct metrics_pool *pool, size_t *len)
 {
 	char	   *buf = NULL;
 	FILE	   *f = open_memstream(&buf, len);
@@ -287,7 +281,7 @@ metrics_render(size_t *len)
 	if (f == NULL)
 		return NULL;
 	render_http(f);
-	render_db(f);
+	render_db(f, pool);
 	render_server(f);
 	if (ferror(f))
 	{

@@ -2,7 +2,9 @@
  * kept in fixed arrays of C11 atomics, updated with relaxed increments (no
  * lock and no allocation on the request path), rendered in the text
  * exposition format 0.0.4. No label takes an unbounded value: routes are
- * patterns, methods and statuses come from small fixed tables. */
+ * patterns, methods and statuses come from small fixed tables. The other
+ * files tell it what happened; it calls none of them but routes.c (the
+ * /metrics handler hands it the pool's counts). */
 #ifndef SDR_SERVER_METRICS_H
 #define SDR_SERVER_METRICS_H
 
@@ -42,7 +44,17 @@ void		metrics_rejected(enum reject_reason reason);
 /* An HTTP connection opened (+1) or closed (-1). */
 void		metrics_connection(int delta);
 
-/* The exposition text (malloc'ed, *len bytes), or NULL if out of memory. */
-char	   *metrics_render(size_t *len);
+/* The database pools' connections at a scrape (db_pool_counts()): busy
+ * (running a pipeline), idle (open), broken (closed, to reopen). */
+struct metrics_pool
+{
+	int			busy;
+	int			idle;
+	int			broken;
+};
+
+/* The exposition text (malloc'ed, *len bytes), or NULL if out of memory;
+ * pool: the connection counts to report. */
+char	   *metrics_render(const struct metrics_pool *pool, size_t *len);
 
 #endif
