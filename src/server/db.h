@@ -1,6 +1,8 @@
-/* The database side of the server: a fixed pool of libpq connections, the
- * prepared statements, the pipelines of queued requests, reconnection
- * with backoff, and the mapping of SQLSTATEs to HTTP statuses. */
+/* What the HTTP side hands the database side and gets back: a job (the
+ * statement a request runs, its parameters) and its reply. The database
+ * side: pool.h (the pools, db_submit()), pipeline.h (one batch on one
+ * connection), reply.h (results to HTTP statuses), statements.h (the
+ * prepared statements), grants.h (the grants check). */
 #ifndef SDR_SERVER_DB_H
 #define SDR_SERVER_DB_H
 
@@ -52,37 +54,18 @@ struct db_job
 	void		(*done) (struct db_job *job);
 	void	   *cls;			/* the caller's */
 	struct db_reply reply;
-	/* db.c's own */
+	/* pool.c's own */
 	struct db_job *next;
 	double		queued_at;
 	bool		on_replica;
 };
 
-/* Opens the pools and starts their threads: the primary's and, with
- * read_conninfo (NULL or "": none), the standbys'; connection failures here
- * are logged, not fatal. */
-int			db_init(const char *conninfo, const char *read_conninfo, int size);
-
-/* Queues a job. Each pool connection has a thread that takes every job
- * waiting (up to a bound) and sends their statements in one pipeline, each
- * with its own Sync (its own transaction), then reads the replies in order.
- * Reads go to the standbys when there are any, and to the primary when they
- * cannot answer. done may run before db_submit returns. */
-void		db_submit(struct db_job *job);
-
 /* Frees what a reply holds. */
-void		db_reply_free(struct db_reply *reply);
-
-/* The pool's connections now: running statements, open and idle, or closed
- * (to be reopened by the next statements they take). */
-void		db_pool_counts(int *busy, int *idle, int *broken);
-
-/* Asks the server to cancel every statement in flight (used when a graceful
- * stop takes too long). */
-void		db_cancel_busy(void);
-
-/* Runs the jobs still queued, stops the threads, and closes every
- * connection; later jobs are answered 503 at once. */
-void		db_close(void);
+static inline void
+db_reply_free(struct db_reply *reply)
+{
+	PQclear(reply->res);
+	reply->res = NULL;
+}
 
 #endif

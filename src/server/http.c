@@ -5,7 +5,7 @@
  * are read and written without blocking, so a slow client holds up no one,
  * and no worker waits for the database. A request's body is collected (up to
  * max_body), then the request is routed (routes.c), its statement queued for
- * the database (db.c) and its connection suspended; the database thread's
+ * the database (pool.c) and its connection suspended; the database thread's
  * reply resumes it, and the worker sends the response. Headers, bodies, query strings
  * and raw paths are never logged. Every completed request is counted for
  * GET /metrics (metrics.c), by route pattern, never by path.
@@ -17,7 +17,7 @@
  * libmicrohttpd after CONNECTION_TIMEOUT seconds without progress. */
 #define _GNU_SOURCE				/* accept4 */
 #include "http.h"
-#include "db.h"
+#include "pool.h"
 #include "deadline.h"
 #include "routes.h"
 #include "log.h"
@@ -284,7 +284,7 @@ await_refresh(struct request *r, struct db_reply *reply)
 	return MHD_YES;
 }
 
-/* A database thread's reply is in (db.c): the connection goes on, and
+/* A database thread's reply is in (pool.c): the connection goes on, and
  * on_request() calls answer(). */
 static void
 db_done(struct db_job *job)

@@ -158,3 +158,16 @@ now_ms(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
 }
+
+/* First line of a libpq error message, for the log. */
+const char *
+first_line(const char *msg, char *buf, size_t size)
+{
+	size_t		n = strcspn(msg ? msg : "", "\n");
+
+	if (n >= size)
+		n = size - 1;
+	memcpy(buf, msg ? msg : "", n);
+	buf[n] = '\0';
+	return buf;
+}

@@ -1,4 +1,5 @@
-/* The server's log (stderr, through a writer thread) and its monotonic clock. */
+/* The server's log (stderr, through a writer thread) and its monotonic
+ * clock: the lowest layer, it calls no other file of the server. */
 #ifndef SDR_SERVER_LOG_H
 #define SDR_SERVER_LOG_H
 
@@ -21,5 +22,8 @@ void		log_stop(void);		/* writes what is pending */
 
 /* Milliseconds on the monotonic clock. */
 double		now_ms(void);
+
+/* The first line of msg (NULL: "") in buf, cut to size, for the log. */
+const char *first_line(const char *msg, char *buf, size_t size);
 
 #endif

@@ -2,7 +2,7 @@
  * and environment, opens the database pool, starts the HTTP server, waits
  * for SIGTERM or SIGINT, then stops gracefully: no new connections, requests
  * in flight finish, database connections close, exit 0. */
-#include "db.h"
+#include "pool.h"
 #include "http.h"
 #include "log.h"
 #include "refresh.h"
