@@ -9,9 +9,10 @@
 
 EXTENSION  = sdr_creds
 MODULE_big = sdr_creds
-OBJS       = src/sdr_creds.o src/statements.o src/keyring.o src/crypto.o src/auth.o \
-             src/api_keys.o src/jwt.o src/credentials.o src/metadata.o src/json.o src/redact.o \
-             src/monitor.o src/usage.o src/refresh.o src/oauth_clients.o
+OBJS       = src/json.o src/metadata.o src/results.o src/statements.o src/redact.o src/settings.o \
+             src/keyring.o src/crypto.o src/jwt.o src/org_context.o src/usage.o src/monitor.o \
+             src/rows.o src/api_keys.o src/auth.o src/oauth_clients.o src/refresh.o \
+             src/credentials.o src/sdr_creds.o
 DATA       = sql/sdr_creds--1.0.sql sql/sdr_creds--1.0--1.1.sql
 REGRESS    = setup crypto auth credentials isolation context privileges keyring usage refresh
 REGRESS_OPTS = --dbname=sdr_creds_regress

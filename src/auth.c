@@ -12,7 +12,9 @@
 #include "json.h"
 #include "jwt.h"
 #include "monitor.h"
+#include "org_context.h"
 #include "redact.h"
+#include "settings.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
@@ -209,4 +211,25 @@ Datum
 sdr_creds_authenticate_request(PG_FUNCTION_ARGS)
 {
 	return authenticate_call(fcinfo, FROM_REQUEST);
+}
+
+/*
+ * Starts an API call: reports it (monitor.c), switches to the owner and
+ * finds the caller's org (PT401 if none).
+ */
+void
+api_enter(FunctionCallInfo fcinfo, ApiAction action, OwnerContext *oc, pg_uuid_t *org)
+{
+	monitor_call_begin(action);
+	owner_enter(fcinfo, oc);
+	require_org(org, oc->user);
+	monitor_call_org(org);
+}
+
+/* Ends an API call that succeeded. */
+void
+api_leave(const OwnerContext *oc)
+{
+	owner_leave(oc);
+	monitor_call_end();
 }

@@ -6,6 +6,9 @@
 
 #include "sdr_creds.h"
 
+#include "monitor.h"
+#include "org_context.h"
+
 /* An API key or a JWT: sets caller's org context and *org; PT401 if invalid. */
 extern void authenticate_credential(const char *credential, pg_uuid_t *org, Oid caller);
 
@@ -15,5 +18,9 @@ extern void authenticate_headers(const char *x_api_key, const char *authorizatio
 
 /* The org caller acts for, from its context or PostgREST's request.headers; PT401 if none. */
 extern void require_org(pg_uuid_t *org, Oid caller);
+
+/* Starts an API call (owner's identity, the caller's org: PT401 if none); ends one that succeeded. */
+extern void api_enter(FunctionCallInfo fcinfo, ApiAction action, OwnerContext *oc, pg_uuid_t *org);
+extern void api_leave(const OwnerContext *oc);
 
 #endif

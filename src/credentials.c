@@ -2,9 +2,9 @@
  * credentials.c: the SQL-callable credential functions (store, get by
  * provider, get by id, list, delete) and key rotation.
  *
- * Each call finds its org (require_org), runs the statements of
+ * Each call finds its org (api_enter, auth.c), runs the statements of
  * statements.c (get by provider reads the unique index directly), opens or
- * seals the row's secrets (crypto.c) and writes the JSON object once.
+ * seals the row's secrets (rows.c, crypto.c) and writes the JSON object once.
  */
 #include "sdr_creds.h"
 
@@ -15,7 +15,6 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "auth.h"
-#include "credentials.h"
 #include "crypto.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
@@ -24,8 +23,11 @@
 #include "keyring.h"
 #include "metadata.h"
 #include "monitor.h"
+#include "org_context.h"
 #include "redact.h"
 #include "refresh.h"
+#include "results.h"
+#include "rows.h"
 #include "mb/pg_wchar.h"
 #include "statements.h"
 #include "utils/builtins.h"
@@ -37,125 +39,6 @@
 #define LIST_MAX 1000
 #define DSN_MAX 2048
 #define METADATA_MAX 65536
-#define PROVIDER_ECHO_MAX 256
-
-/* ^[a-z0-9][a-z0-9_.-]{0,63}$ */
-static bool
-provider_is_valid(const char *p, size_t len)
-{
-	if (len < 1 || len > 64)
-		return false;
-	for (size_t i = 0; i < len; i++)
-	{
-		char		c = p[i];
-		bool		alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-
-		if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-')))
-			return false;
-	}
-	return true;
-}
-
-/* Whether provider is a valid name; tells the call in progress which provider it asks for. */
-bool
-provider_checked(text *provider)
-{
-	const char *p = VARDATA_ANY(provider);
-	size_t		len = VARSIZE_ANY_EXHDR(provider);
-	bool		valid = provider_is_valid(p, len);
-
-	monitor_call_provider(p, len, valid);
-	return valid;
-}
-
-/*
- * PT404 for a provider, quoted as given: no valid provider is over 64 bytes,
- * so a longer one is cut (at a character boundary) to keep errors and logs
- * small; text that is not valid in the database encoding is PT422.
- */
-void
-provider_not_found(text *provider)
-{
-	const char *p = VARDATA_ANY(provider);
-	int			len = VARSIZE_ANY_EXHDR(provider);
-	int			shown;
-
-	if (!pg_verifymbstr(p, len, true))
-		SDR_ERROR("422", "provider must be valid text in the database encoding");
-	shown = pg_mbcliplen(p, len, PROVIDER_ECHO_MAX);
-	SDR_ERROR("404", "Integration credentials for provider '%.*s%s' not found",
-			  shown, p, shown < len ? "..." : "");
-}
-
-static void
-row_load(Row *r, HeapTuple tup, TupleDesc desc)
-{
-	r->ncolumns = Min(desc->natts, ROW_MAX_COLUMNS);
-	if (desc->natts <= ROW_MAX_COLUMNS)
-		heap_deform_tuple(tup, desc, r->values, r->nulls);
-	else
-		for (int i = 0; i < r->ncolumns; i++)
-			r->values[i] = heap_getattr(tup, i + 1, desc, &r->nulls[i]);
-}
-
-Row
-row_of(SPITupleTable *t, uint64 i)
-{
-	Row			r;
-
-	row_load(&r, t->vals[i], t->tupdesc);
-	return r;
-}
-
-Datum
-col(const Row *r, int column, bool *isnull)
-{
-	*isnull = r->nulls[column - 1];
-	return r->values[column - 1];
-}
-
-/* What a stored row's secrets are bound to; plain_metadata is its plain metadata text. */
-RowIdentity
-row_identity(const Row *row, const char *plain_metadata)
-{
-	bool		isnull;
-	bool		no_dsn;
-	Datum		dsn = col(row, C_DSN, &no_dsn);
-	text	   *provider = DatumGetTextPP(col(row, C_PROVIDER, &isnull));
-	RowIdentity r = {
-		.format = SEAL_FORMAT_1,
-		.id = DatumGetUUIDP(col(row, C_ID, &isnull)),
-		.org = DatumGetUUIDP(col(row, C_ORG, &isnull)),
-		.provider = VARDATA_ANY(provider),
-		.provider_len = VARSIZE_ANY_EXHDR(provider),
-		.dsn = no_dsn ? NULL : DatumGetTextPP(dsn),
-		.plain_metadata = plain_metadata,
-	};
-
-	if (row->ncolumns >= C_SEAL_FORMAT)
-		r.format = DatumGetInt16(col(row, C_SEAL_FORMAT, &isnull));
-	return r;
-}
-
-/* Opens a row's secrets: returns the plaintext (the token), sets *meta to its secret metadata. */
-char *
-open_row(const Row *row, const char *plain_metadata, size_t *len, char **meta)
-{
-	bool		isnull;
-	RowIdentity r = row_identity(row, plain_metadata);
-
-	return open_credential(&r, DatumGetInt32(col(row, C_KEY_VERSION, &isnull)),
-						   DatumGetByteaPP(col(row, C_SECRETS, &isnull)), len, meta);
-}
-
-/* The row's plain metadata as JSON text. */
-char *
-row_plain_metadata(const Row *row)
-{
-	bool		isnull;
-
-	return jsonb_text(DatumGetJsonbP(col(row, C_METADATA, &isnull)));
-}
 
 /* Appends a row as the credential object; list views omit secret metadata. */
 static void
@@ -181,32 +64,6 @@ append_row(StringInfo out, const Row *row, bool secret_metadata)
 	c.updated_at = DatumGetTimestampTz(col(row, C_UPDATED, &isnull));
 	append_credential_json(out, &c);
 	sodium_memzero(plain, len);
-}
-
-text *
-json_result(StringInfo out)
-{
-	return cstring_to_text_with_len(out->data, out->len);
-}
-
-/* (created boolean, credential json) and similar two-column results. */
-Datum
-pair_result(FunctionCallInfo fcinfo, Datum a, Datum b)
-{
-	TupleDesc	td;
-	Datum		values[2] = {a, b};
-	bool		nulls[2] = {false, false};
-
-	if (get_call_result_type(fcinfo, NULL, &td) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "sdr_creds: function must return a composite type");
-	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(td), values, nulls));
-}
-
-void
-id_not_found(pg_uuid_t *id)
-{
-	SDR_ERROR("404", "Integration credentials %s not found",
-			  DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))));
 }
 
 /* Checks store's arguments (PT422 on the first bad one); returns the metadata, {} if none. */
@@ -324,27 +181,6 @@ store(FunctionCallInfo fcinfo, pg_uuid_t org, text *provider, text *dsn, text *t
 	(void) set_config_option("response.status", created ? "201" : "200", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 	return pair_result(fcinfo, BoolGetDatum(created), PointerGetDatum(json_result(&out)));
-}
-
-/*
- * Starts an API call: reports it (monitor.c), switches to the owner and
- * finds the caller's org (PT401 if none).
- */
-void
-api_enter(FunctionCallInfo fcinfo, ApiAction action, OwnerContext *oc, pg_uuid_t *org)
-{
-	monitor_call_begin(action);
-	owner_enter(fcinfo, oc);
-	require_org(org, oc->user);
-	monitor_call_org(org);
-}
-
-/* Ends an API call that succeeded. */
-void
-api_leave(const OwnerContext *oc)
-{
-	owner_leave(oc);
-	monitor_call_end();
 }
 
 PG_FUNCTION_INFO_V1(sdr_creds_store);
@@ -468,31 +304,6 @@ sdr_creds_get_by_provider(PG_FUNCTION_ARGS)
 		provider_not_found(provider);
 	api_leave(&oc);
 	PG_RETURN_TEXT_P(json_result(&out));
-}
-
-/* The credential id argument (get, delete); PT422 if null. */
-pg_uuid_t *
-required_id(FunctionCallInfo fcinfo)
-{
-	if (PG_ARGISNULL(0))
-		SDR_ERROR("422", "id must not be null");
-	monitor_call_credential(PG_GETARG_UUID_P(0));
-	return PG_GETARG_UUID_P(0);
-}
-
-/* Fetches a row by id into SPI_tuptable; 404 if none, 403 if another org's. */
-void
-fetch_owned(pg_uuid_t *id, const pg_uuid_t *org)
-{
-	Datum		arg = UUIDPGetDatum(id);
-	bool		isnull;
-	Row			r;
-
-	if (stmt_run(S_CRED_BY_ID, &arg, NULL, true, 1) == 0)
-		id_not_found(id);
-	r = row_of(SPI_tuptable, 0);
-	if (memcmp(DatumGetUUIDP(col(&r, C_ORG, &isnull)), org, UUID_LEN) != 0)
-		SDR_ERROR("403", MSG_FORBIDDEN);
 }
 
 PG_FUNCTION_INFO_V1(sdr_creds_get);

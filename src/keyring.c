@@ -16,6 +16,7 @@
 
 #include "keyring.h"
 #include "executor/spi.h"
+#include "settings.h"
 #include "statements.h"
 #include "storage/ipc.h"
 #include "utils/builtins.h"

@@ -16,20 +16,11 @@
 
 #include "miscadmin.h"
 #include "monitor.h"
+#include "settings.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/inet.h"
 #include "utils/uuid.h"
-
-const char *const api_action_names[ACT_COUNT] = {
-	[ACT_AUTHENTICATE] = "authenticate", [ACT_STORE] = "store",
-	[ACT_GET_BY_PROVIDER] = "get_by_provider", [ACT_GET] = "get", [ACT_LIST] = "list",
-	[ACT_DELETE] = "delete", [ACT_CREATE_API_KEY] = "create_api_key",
-	[ACT_REVOKE_API_KEY] = "revoke_api_key", [ACT_ROTATE_KEYS] = "rotate_keys",
-	[ACT_SET_OAUTH_CLIENT] = "set_oauth_client", [ACT_DELETE_OAUTH_CLIENT] = "delete_oauth_client",
-	[ACT_LIST_OAUTH_CLIENTS] = "list_oauth_clients", [ACT_REQUEST_REFRESH] = "request_refresh",
-	[ACT_REFRESH] = "refresh",
-};
 
 #define PROVIDER_SHOWN_MAX 64
 
@@ -324,10 +315,18 @@ monitor_auth_failed(const char *principal, const char *key_prefix, const char *r
 }
 
 /* At transaction end: the authentication no call carried is written, the call and client forgotten. */
-void
-monitor_reset(void)
+static void
+monitor_reset(XactEvent event, void *arg)
 {
+	if (!xact_event_ends(event))
+		return;
 	flush_unlogged_auth();
 	call.active = false;
 	given_client[0] = '\0';
+}
+
+void
+monitor_init(void)
+{
+	RegisterXactCallback(monitor_reset, NULL);
 }

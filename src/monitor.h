@@ -7,6 +7,8 @@
 
 #include "sdr_creds.h"
 
+#include "org_context.h"
+
 typedef enum
 {
 	ACT_AUTHENTICATE, ACT_STORE, ACT_GET_BY_PROVIDER, ACT_GET, ACT_LIST, ACT_DELETE,
@@ -15,9 +17,9 @@ typedef enum
 	ACT_REFRESH, ACT_COUNT
 } ApiAction;
 
+/* Each action's name, in audit lines and the usage statistics (usage.c). */
 extern const char *const api_action_names[ACT_COUNT];
 
-#define PRINCIPAL_MAX 72		/* "key:<uuid>", "jwt:<sub>", "service:<role>" */
 #define CLIENT_MAX 64			/* a client address, or "local" */
 #define KEY_PREFIX_MAX 16		/* an API key's display prefix, or "unknown" / "jwt" */
 
@@ -38,8 +40,11 @@ extern void monitor_auth_failed(const char *principal, const char *key_prefix, c
 /* The client address an HTTP server gives for its peer, for the transaction. */
 extern void monitor_set_client(const char *address);
 
-/* At transaction end: writes what is still unwritten, forgets the call and the client. */
-extern void monitor_reset(void);
+/*
+ * Registers the monitor's end-of-transaction callback (from _PG_init), which
+ * writes what is still unwritten and forgets the call and the client.
+ */
+extern void monitor_init(void);
 
 /*
  * Shared-memory usage statistics (usage.c). usage_init() is called from

@@ -9,11 +9,13 @@
 
 #include <sodium.h>
 
-#include "credentials.h"
+#include "auth.h"
 #include "crypto.h"
 #include "json.h"
 #include "mb/pg_wchar.h"
-#include "refresh.h"
+#include "org_context.h"
+#include "results.h"
+#include "rows.h"
 #include "statements.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -29,30 +31,6 @@ enum
 	K_ID, K_ORG, K_PROVIDER, K_TOKEN_URL, K_CLIENT_ID, K_AUTH_METHOD, K_SCOPES, K_SECRET,
 	K_KEY_VERSION, K_CREATED, K_UPDATED, K_COUNT
 };
-
-RowIdentity
-oauth_client_identity(const pg_uuid_t *id, const pg_uuid_t *org, text *provider, text *token_url,
-					  const char *client_id, const char *auth_method, const char *scopes)
-{
-	StringInfoData b;
-	RowIdentity r = {SEAL_FORMAT_OAUTH_CLIENT, id, org, VARDATA_ANY(provider),
-	VARSIZE_ANY_EXHDR(provider), token_url, NULL};
-
-	/* a JSON array: its escaping keeps the fields apart */
-	initStringInfo(&b);
-	appendStringInfoChar(&b, '[');
-	escape_json(&b, client_id);
-	appendStringInfoString(&b, ", ");
-	escape_json(&b, auth_method);
-	appendStringInfoString(&b, ", ");
-	if (scopes)
-		escape_json(&b, scopes);
-	else
-		appendStringInfoString(&b, "null");
-	appendStringInfoChar(&b, ']');
-	r.plain_metadata = b.data;
-	return r;
-}
 
 /* A text argument: 1..max bytes, valid in the database encoding, no control characters. */
 static char *

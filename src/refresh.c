@@ -24,14 +24,17 @@
 #include <sodium.h>
 
 #include "access/xact.h"
+#include "auth.h"
 #include "commands/async.h"
-#include "credentials.h"
 #include "funcapi.h"
 #include "json.h"
 #include "mb/pg_wchar.h"
 #include "metadata.h"
 #include "nodes/pg_list.h"
+#include "org_context.h"
 #include "refresh.h"
+#include "results.h"
+#include "rows.h"
 #include "statements.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -196,8 +199,7 @@ static List *claimed = NIL;		/* pg_uuid_t *, in TopTransactionContext */
 static void
 claimed_forget(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
-		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+	if (xact_event_ends(event))
 		claimed = NIL;			/* its memory goes with the transaction's */
 }
 

@@ -1,30 +1,22 @@
 /*
- * sdr_creds.h: what every file of the extension shares: its settings, the org
- * context, running a call as the extension's owner, and errors with
- * PostgREST-style SQLSTATEs and the API's messages.
+ * sdr_creds.h: what every file of the extension shares, and nothing more:
+ * the PostgreSQL headers, errors with PostgREST-style SQLSTATEs and the API's
+ * messages, the operators its statements name, and when a transaction ends. It is the base header of
+ * the extension, not the header of sdr_creds.c (which is on top and exports
+ * nothing but _PG_init and two SQL functions).
  */
 #ifndef SDR_CREDS_H
 #define SDR_CREDS_H
 
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "fmgr.h"
 #include "messages.h"
 
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
-
-/* Settings (sdr_creds.c) */
-extern char *sdr_keyring_file;
-extern char *sdr_jwt_secret;
-extern char *sdr_jwt_audience;
-extern int	sdr_audit;			/* sdr_creds.audit */
-
-typedef enum
-{
-	AUDIT_NONE, AUDIT_WRITES, AUDIT_ALL
-} AuditLevel;
 
 /*
  * Errors the API raises carry SQLSTATE PTxyz, xyz being the HTTP status, as
@@ -51,26 +43,15 @@ extern void monitor_call_failed(const char *status);
 #define GT " OPERATOR(pg_catalog.>) "
 
 /*
- * The org context (sdr_creds.c): set by authentication for the role that
- * authenticated, undone by a subtransaction abort or a SECURITY DEFINER
- * function's return, cleared at transaction end.
+ * Whether a transaction callback's event ends the transaction (committed,
+ * aborted or prepared): where each module forgets its per-transaction state.
  */
-extern void org_context_set(const pg_uuid_t *org, Oid role, const char *principal);
-extern bool org_context_get(pg_uuid_t *org, Oid role);
-
-/* Who established the current org context ("key:<id>", "jwt:<sub>", "service:<role>"), or "-". */
-extern const char *org_context_principal(void);
-
-/* Running a call with its owner's privileges (sdr_creds.c) */
-typedef struct OwnerContext
+static inline bool
+xact_event_ends(XactEvent event)
 {
-	Oid			user;
-	int			sec_context;
-} OwnerContext;
-extern void owner_enter(FunctionCallInfo fcinfo, OwnerContext *ctx);
-extern void owner_leave(const OwnerContext *ctx);
-
-/* Starts a set-returning function's result as a tuplestore (usage.c). */
-extern void srf_begin(FunctionCallInfo fcinfo);
+	return event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE;
+}
 
 #endif

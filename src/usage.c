@@ -13,6 +13,7 @@
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "results.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -21,6 +22,16 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+
+const char *const api_action_names[ACT_COUNT] = {
+	[ACT_AUTHENTICATE] = "authenticate", [ACT_STORE] = "store",
+	[ACT_GET_BY_PROVIDER] = "get_by_provider", [ACT_GET] = "get", [ACT_LIST] = "list",
+	[ACT_DELETE] = "delete", [ACT_CREATE_API_KEY] = "create_api_key",
+	[ACT_REVOKE_API_KEY] = "revoke_api_key", [ACT_ROTATE_KEYS] = "rotate_keys",
+	[ACT_SET_OAUTH_CLIENT] = "set_oauth_client", [ACT_DELETE_OAUTH_CLIENT] = "delete_oauth_client",
+	[ACT_LIST_OAUTH_CLIENTS] = "list_oauth_clients", [ACT_REQUEST_REFRESH] = "request_refresh",
+	[ACT_REFRESH] = "refresh",
+};
 
 #define LOCK_TRANCHE "sdr_creds usage"
 #define REASON_MAX 32
@@ -359,32 +370,6 @@ visibility(pg_uuid_t *org)
 	if (superuser() || has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS))
 		return SEE_ALL;
 	return SEE_NONE;
-}
-
-void
-srf_begin(FunctionCallInfo fcinfo)
-{
-#if PG_VERSION_NUM >= 160000
-	InitMaterializedSRF(fcinfo, 0);
-#elif PG_VERSION_NUM >= 150000
-	SetSingleFuncCall(fcinfo, 0);
-#else
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext old;
-	TupleDesc	tupdesc;
-
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		!(rsinfo->allowedModes & SFRM_Materialize))
-		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						errmsg("set-valued function called in context that cannot accept a set")));
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setDesc = CreateTupleDescCopy(tupdesc);
-	rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
-	MemoryContextSwitchTo(old);
-#endif
 }
 
 static Datum

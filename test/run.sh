@@ -39,6 +39,14 @@ export SDR_REFRESHER="$top/src/refresher/sdr_creds_refresher"
 
 record() { sed -u -E "s/^(ok|not ok) - /\1 - $tag/" | tee -a "$results"; }
 
+# 0. Layers: no file of src/, src/server/ or src/refresher/ calls, directly or
+# through others, a file that calls it back (test/layers/check.py, one result
+# per directory). It reads the sources, not the build: the plain pass only.
+if [ "$mode" = plain ]; then
+  echo "# layers (test/layers/check.py)"
+  python3 test/layers/check.py 2>&1 | record
+fi
+
 # 1. Regression tests (pg_regress): one result per sql/<test>.sql; then the
 # isolation specs (pg_isolation_regress): one result per specs/<spec>.spec.
 # Run apart, so the specs run also when a regression test failed; a test that

@@ -1,10 +1,10 @@
 /*
- * credentials.h: what credentials.c shares with refresh.c: a credentials row
- * and opening its secrets, starting and ending an API call, and the checks
- * and results the API functions have in common.
+ * rows.h: row access for the SQL-callable functions (rows.c): a credentials
+ * row and opening its secrets, a credential by id for its org, and the checks
+ * the API functions have in common.
  */
-#ifndef SDR_CREDENTIALS_H
-#define SDR_CREDENTIALS_H
+#ifndef SDR_ROWS_H
+#define SDR_ROWS_H
 
 #include "sdr_creds.h"
 
@@ -35,6 +35,7 @@ typedef struct Row
 } Row;
 
 extern Row	row_of(SPITupleTable *t, uint64 i);
+extern void row_load(Row *r, HeapTuple tup, TupleDesc desc);
 extern Datum col(const Row *r, int column, bool *isnull);
 
 /* The row's plain metadata as JSON text; what its secrets are bound to. */
@@ -43,10 +44,6 @@ extern RowIdentity row_identity(const Row *row, const char *plain_metadata);
 
 /* Opens a row's secrets: returns the plaintext (the token), sets *meta to its secret metadata. */
 extern char *open_row(const Row *row, const char *plain_metadata, size_t *len, char **meta);
-
-/* Starts an API call (owner's identity, the caller's org: PT401 if none); ends one that succeeded. */
-extern void api_enter(FunctionCallInfo fcinfo, ApiAction action, OwnerContext *oc, pg_uuid_t *org);
-extern void api_leave(const OwnerContext *oc);
 
 /* Whether provider is a valid name (and tells the call in progress); PT404 for a provider. */
 extern bool provider_checked(text *provider);
@@ -57,9 +54,12 @@ extern pg_uuid_t *required_id(FunctionCallInfo fcinfo);
 extern void fetch_owned(pg_uuid_t *id, const pg_uuid_t *org);
 extern void id_not_found(pg_uuid_t *id) pg_attribute_noreturn();
 
-extern text *json_result(StringInfo out);
-
-/* (created boolean, credential json) and similar two-column results. */
-extern Datum pair_result(FunctionCallInfo fcinfo, Datum a, Datum b);
+/*
+ * What an OAuth client's secret is bound to: its row (id, org, provider),
+ * token URL, client id, auth method and scopes.
+ */
+extern RowIdentity oauth_client_identity(const pg_uuid_t *id, const pg_uuid_t *org, text *provider,
+										 text *token_url, const char *client_id,
+										 const char *auth_method, const char *scopes);
 
 #endif
