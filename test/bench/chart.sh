@@ -45,6 +45,7 @@ set style histogram clustered gap 1
 set title "Throughput: get by provider (SQL: pgbench -c 8; HTTP: wrk -c 32)"
 set ylabel "calls per second"
 set yrange [0:*]
+set offsets 0, 0, graph 0.08, 0     # room above the highest bar for its label
 set xtics font ",9"
 set format y "%.0f"
 set xrange [-0.6:5.6]
@@ -57,6 +58,7 @@ set xrange [*:*]
 set boxwidth 0.8
 set ylabel "milliseconds (log scale)"
 set xlabel "kept-alive connections"
+set offsets 0, 0, 0, 0
 set logscale y
 set yrange [0.1:*]
 set format y "%g"
