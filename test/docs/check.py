@@ -5,7 +5,8 @@
   - every page in docs/ is linked from README.md;
   - every relative link in README.md, docs/*.md and the READMEs under src/
     resolves to a file or directory of the checkout, and its #anchor, where it
-    has one, to a heading of the target page (GitHub's heading slugs);
+    has one, to a heading of the target page (GitHub's heading slugs), or
+    (#L10, #L10-L20 into a source file) to lines it has;
   - every flag and SDR_CREDS_* environment variable that the HTTP server's
     --help and the refresher's usage print is documented in README.md or docs/.
 
@@ -33,6 +34,7 @@ CODE_SPAN = re.compile(r"(`+)(.+?)\1")
 # angle brackets, or is written <like this>
 INLINE_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*(<[^>]*>|[^)\s]+)(?:\s+\"[^\"]*\")?\s*\)")
 REFERENCE_DEF = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*(\S+)")
+LINE_ANCHOR = re.compile(r"^L(\d+)(?:-L(\d+))?$")      # GitHub's #L10 or #L10-L20 in a source file
 SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 ENV = re.compile(r"\bSDR_CREDS_[A-Z0-9_]+\b")
@@ -127,11 +129,18 @@ def check_links(root, rel):
         elif not os.path.exists(dest):
             bad.append("%s:%d: %s: no such file" % (rel, n, target))
         elif anchor:
-            if not dest.endswith(".md") or os.path.isdir(dest):
+            lines = LINE_ANCHOR.match(anchor)
+            if lines and os.path.isfile(dest) and not dest.endswith(".md"):
+                with open(dest, encoding="utf-8", errors="replace") as f:
+                    length = len(f.read().splitlines())
+                if int(lines.group(2) or lines.group(1)) > length:
+                    bad.append("%s:%d: %s: %s has %d lines" % (rel, n, target, os.path.relpath(dest, root), length))
+            elif not dest.endswith(".md") or os.path.isdir(dest):
                 bad.append("%s:%d: %s: an anchor into a file that is not Markdown" % (rel, n, target))
             elif anchor not in anchors(dest):
                 bad.append("%s:%d: %s: no heading #%s in %s" % (rel, n, target, anchor, os.path.relpath(dest, root)))
-    report(not bad, "the %d relative links in %s resolve (files and #anchors)" % (count, rel), bad)
+    report(not bad, "relative links in %s resolve, #anchors included (%d link%s)"
+           % (rel, count, "" if count == 1 else "s"), bad)
 
 
 def usage_text(binary, args):
