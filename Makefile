@@ -2,7 +2,8 @@
 #
 #   make demo    throwaway cluster + server + demo data (installs what is missing)
 #   make test    every test against a throwaway cluster; ends "N passed, N failed"
-#   make bench   performance ratios (pgbench, wrk) against plaintext ceilings, on a throwaway cluster
+#   make bench   performance ratios (pgbench, wrk) against plaintext ceilings, on a throwaway cluster;
+#                figures and a PNG chart in bench-results/ (or BENCH_OUT)
 #   make fuzz    run each libFuzzer harness for FUZZ_SECONDS (default 60)
 #   make install build and install the extension into the server found by pg_config
 #   make refresher  the token refresher, src/refresher/sdr_creds_refresher
@@ -65,9 +66,11 @@ deps:
 test: deps
 	@test/all.sh
 
+# With SDR_PG_ROOT set (see test/all.sh), installs into that copy of the
+# PostgreSQL tree, whose binaries the bench's cluster runs.
 bench: deps
 	@$(MAKE) --no-print-directory all server
-	@$(MAKE) --no-print-directory install >/dev/null
+	@$(MAKE) --no-print-directory install $(if $(SDR_PG_ROOT),DESTDIR=$(SDR_PG_ROOT)) >/dev/null
 	@test/bench/run.sh
 
 FUZZ_SECONDS ?= 60

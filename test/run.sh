@@ -95,6 +95,13 @@ if [ -x test/refresher/run.sh ]; then
   test/refresher/run.sh 2>&1 | record
 fi
 
+# 6. The docs: README length, links and anchors, every flag of the server and
+# the refresher documented (once: they do not depend on the build's flags).
+if [ "$mode" = plain ]; then
+  echo "# docs checks"
+  python3 test/docs/check.py 2>&1 | record
+fi
+
 if [ "$mode" = sanitizers ]; then
   test/cluster.sh stop "$work/cluster"
   if ls "$work"/sanitizer/* >/dev/null 2>&1; then

@@ -17,9 +17,24 @@
 # Every load is bounded in time. BENCH_SECONDS (default 10) sets each run,
 # BENCH_ROUNDS (default 3) the interleaved rounds, BENCH_PORT and BENCH_HTTP_PORT
 # the first ports tried for the cluster and the server.
+#
+# Besides the report on stdout, the figures go to BENCH_OUT/figures.tsv (one
+# "name<TAB>value" line each; BENCH_OUT defaults to bench-results/ in the
+# checkout, which git ignores) and test/bench/chart.sh draws them as
+# BENCH_OUT/bench.png: throughput, and latency percentiles by connections.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 secs=${BENCH_SECONDS:-10}
+out=${BENCH_OUT:-bench-results}
+mkdir -p "$out" || exit 1
+figures="$out/figures.tsv"
+# fig NAME VALUE: one figure for the file (an empty value, a figure the run did not get, is left out)
+fig() { [ -n "$2" ] && printf '%s\t%s\n' "$1" "$2" >> "$figures"; return 0; }
+{ printf '# sdr_creds make bench figures: name<TAB>value; tps and req/s, latencies in ms, memory in kB\n'
+  printf 'date\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  printf 'commit\t%s\n' "$(git describe --always --dirty 2>/dev/null || echo unknown)"
+  printf 'cpus\t%s\nseconds\t%s\nrounds\t%s\n' "$(nproc)" "$secs" "${BENCH_ROUNDS:-3}"
+} > "$figures"
 work=$(mktemp -d /tmp/sdr_creds_bench.XXXXXX); chmod 755 "$work"
 port=${BENCH_PORT:-54349}
 while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
@@ -34,7 +49,6 @@ cleanup() {
 trap cleanup EXIT
 eval "$(test/cluster.sh start "$work/cluster" "$port")"
 # as a DBA would run it: the library preloaded, and shared_buffers sized to hold
-# the 1M-credential working set (the default 128 MB does not)
 # the 1M-credential working set (the default 128 MB does not), and the usage
 # statistics sized for 10,000 orgs reading with one key each (2 rows an org)
 psql -Xq -c "ALTER SYSTEM SET shared_preload_libraries = 'sdr_creds'" -c "ALTER SYSTEM SET shared_buffers = '1GB'" \
@@ -173,6 +187,8 @@ echo "  ratio $(ratio "$creds" "$plain") (target >= 0.85)"
 audited=$(median "$work/get_by_provider_audited.tps")
 echo "  with sdr_creds.audit = all (one log line per call), in the same rounds: ${audited} tps, ratio $(ratio "$audited" "$plain") (target >= 0.85)"
 echo "in-database, a random key of ${nkeys} orgs x 3 providers per call: ${creds10k} tps"
+fig plain_select_tps "$plain"; fig get_by_provider_tps "$creds"
+fig get_by_provider_audited_tps "$audited"; fig get_random_key_tps "$creds10k"
 
 if [ -n "$http" ]; then
   for load in one random; do
@@ -185,6 +201,8 @@ if [ -n "$http" ]; then
     if [ $load = one ]; then what="one key"; against=$creds; else what="a random key of ${nkeys} orgs"; against=$creds10k; fi
     echo "HTTP get by provider, ${what} (wrk -c 32, median of $rounds rounds): ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms; errors ${errors}, non-2xx ${non2xx}"
     echo "  ratio to in-database ($against tps) $(ratio "$rps" "$against") (target >= 0.6; p99 target <= 5 ms)"
+    fig http_${load}_rps "$rps"; fig http_${load}_p50_ms "$p50"; fig http_${load}_p99_ms "$p99"
+    fig http_${load}_errors "$errors"; fig http_${load}_non2xx "$non2xx"
   done
 fi
 
@@ -194,10 +212,15 @@ if [ -n "$http" ]; then
   for c in 256 2000; do
     wrk_random conn$c "$c" "$secs"
     echo "HTTP, ${c} connections (random keys, ${secs} s): $(wrk_field conn$c rps) req/s, p50 $(wrk_field conn$c p50), p99 $(wrk_field conn$c p99); errors $(wrk_field conn$c errors | grep . || echo 0), non-2xx $(wrk_field conn$c non2xx | grep . || echo 0)"
+    fig conn${c}_rps "$(wrk_field conn$c rps)"
+    fig conn${c}_p50_ms "$(wrk_field conn$c p50 | to_ms)"; fig conn${c}_p99_ms "$(wrk_field conn$c p99 | to_ms)"
+    fig conn${c}_errors "$(wrk_field conn$c errors | grep . || echo 0)"
+    fig conn${c}_non2xx "$(wrk_field conn$c non2xx | grep . || echo 0)"
   done
   echo "  p99 target at 256 connections <= 20 ms; no errors, no non-2xx"
   r32=$(sort -n "$work"/one.*.rss "$work"/random.*.rss | tail -1)
   echo "server RSS: ${r32} kB at 32 connections, $(cat "$work/conn256.rss") kB at 256, $(cat "$work/conn2000.rss") kB at 2000 (target < 65536 kB at 2000)"
+  fig rss_kb_32 "$r32"; fig rss_kb_256 "$(cat "$work/conn256.rss")"; fig rss_kb_2000 "$(cat "$work/conn2000.rss")"
   # 60 s at 2,000 connections: the RSS after 10 s and near the end
   wrk -t 2 -c 2000 -d 60s --timeout 5s -s test/bench/random_key.lua "$base" > "$work/long.wrk" 2>&1 &
   w=$!
@@ -208,6 +231,11 @@ if [ -n "$http" ]; then
   wait "$w"
   echo "server RSS over 60 s at 2000 connections: ${r10} kB at 10 s, ${r40} kB at 40 s, ${r58} kB at 58 s (target: not growing); $(sed -n 's/^Requests\/sec: *//p' "$work/long.wrk") req/s"
   echo "  at 40 s: $(awk '$1 == "sdr_creds_http_connections" { print $2 }' "$work/metrics") HTTP connections open, ${dbconns} database connections (pool of $(awk '/^sdr_creds_db_pool_connections/ { n += $2 } END { print n }' "$work/metrics"))"
+  fig rss_kb_2000_at_10s "$r10"; fig rss_kb_2000_at_40s "$r40"; fig rss_kb_2000_at_58s "$r58"
+  fig conn2000_60s_rps "$(sed -n 's/^Requests\/sec: *//p' "$work/long.wrk")"
+  fig http_connections_at_40s "$(awk '$1 == "sdr_creds_http_connections" { print $2 }' "$work/metrics")"
+  fig db_connections_at_40s "$dbconns"
+  fig pool "$(awk '/^sdr_creds_db_pool_connections/ { n += $2 } END { print n }' "$work/metrics")"
 fi
 
 if [ -n "$http" ]; then
@@ -235,6 +263,9 @@ if [ -n "$http" ]; then
   fallbacks=$(curl -s "http://127.0.0.1:$http_port2/metrics" | awk '$1 == "sdr_creds_db_read_fallbacks_total" { print $2 }')
   echo "HTTP reads with --db-read (random keys, wrk -c 32): $(wrk_field routed rps) req/s, p99 $(wrk_field routed p99), non-2xx $(wrk_field routed non2xx | grep . || echo 0); primary alone: $(wrk_field primary_only rps) req/s"
   echo "  served by the standby: ${served} get_by_provider calls; sent to the primary instead: ${fallbacks:-?} (on 2 cores primary and standby share the CPUs: this shows the routing, not a speed-up)"
+  fig db_read_rps "$(wrk_field routed rps)"; fig db_read_p99_ms "$(wrk_field routed p99 | to_ms)"
+  fig primary_only_rps "$(wrk_field primary_only rps)"
+  fig standby_served "$served"; fig read_fallbacks "$fallbacks"
   kill "$server2_pid" 2>/dev/null; wait "$server2_pid" 2>/dev/null
   as_owner "$bindir/pg_ctl" -D "$work/standby" -m fast -w stop >/dev/null; standby_up=
 fi
@@ -272,4 +303,12 @@ SQL
   sratio=$(awk -v a="$small" -v b="$large" 'BEGIN { printf "%.2f", a / b }')
   echo "scale: get_by_provider ${small} tps at 10k credentials (1k orgs), ${large} tps at ${rows} (100k orgs); loaded in $((t1 - t0)) s"
   echo "  time per lookup at 1M / at 10k: ${sratio} (target <= 1.2)"
+  fig scale_10k_tps "$small"; fig scale_1m_tps "$large"; fig scale_rows "$rows"; fig scale_ratio "$sratio"
+fi
+
+echo "figures: $figures"
+if test/bench/chart.sh "$figures" "$out/bench.png"; then
+  echo "chart: $out/bench.png"
+else
+  echo "chart: not drawn (test/bench/chart.sh needs gnuplot: make deps)"
 fi
