@@ -75,7 +75,9 @@ if [ "$mode" = plain ]; then
   test/fuzz/run.sh replay 2>&1 | record
 fi
 
-# 4. HTTP server tests over a real socket.
+# 4. HTTP server tests over a real socket. They (and the refresher's) record
+# every answer they get, for the OpenAPI tests to check against /openapi.json.
+export SDR_HTTP_RECORD="$work/http_answers.jsonl"
 if [ -x test/http/run.sh ]; then
   echo "# HTTP tests"
   test/http/run.sh 2>&1 | record
@@ -85,6 +87,12 @@ fi
 if [ -x test/refresher/run.sh ]; then
   echo "# refresher tests"
   test/refresher/run.sh 2>&1 | record
+fi
+
+# 6. GET /openapi.json: a validator, a generated client, and the answers above.
+if [ -x test/openapi/run.sh ]; then
+  echo "# OpenAPI tests"
+  test/openapi/run.sh 2>&1 | record
 fi
 
 if [ "$mode" = sanitizers ]; then
