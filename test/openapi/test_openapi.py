@@ -22,15 +22,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(TOP, "test", "http"))
 sys.path.insert(0, HERE)
-from harness import diag, eq, finish, request, secret  # noqa: E402
+from harness import diag, eq, request, secret  # noqa: E402
 import harness  # noqa: E402
 import test_http as T  # noqa: E402
 from answers import Document  # noqa: E402
 
-T.DB = "sdr_openapi"
-T.ROLE = "sdr_openapi_app"
-T.WORK = os.path.join(os.environ.get("SDR_OPENAPI_WORK") or "/tmp", "openapi")
-os.makedirs(T.WORK, exist_ok=True)
+T.reuse("sdr_openapi", "sdr_openapi_app", os.path.join(os.environ.get("SDR_OPENAPI_WORK") or "/tmp", "openapi"))
 WORK = T.WORK
 ctx = T.ctx
 BIN = os.path.join(HERE, "node_modules", ".bin")
@@ -228,14 +225,18 @@ def t_answers(answers):
         assert s in statuses, "no answer with status %d was recorded" % s
 
 
+def check_answers():
+    """After the tests: every recorded answer, this suite's included."""
+    if "doc" not in ctx:
+        print("not ok - openapi: recorded answers (no document)")
+        harness.results["failed"] += 1
+        return
+    answers = load_answers()
+    harness.check("openapi: every answer the HTTP tests got (%d) matches the schema of its route and status"
+                  % len(answers), t_answers, answers)
+
+
 def main():
-    try:
-        T.setup()
-    except Exception as e:  # noqa: BLE001
-        print("not ok - openapi: setup")
-        diag(repr(e))
-        T.teardown()
-        return 1
     tests = [
         ("openapi: GET/HEAD /openapi.json need no credentials, serve src/server/openapi.json with the "
          "extension's version, POST is 405, counted in /metrics and logged", t_served),
@@ -245,20 +246,7 @@ def main():
         ("openapi: a client generated from it (openapi-typescript, openapi-fetch, tsc) stores, gets by provider, "
          "lists, gets by id, replaces and deletes", t_generated_client),
     ]
-    try:
-        harness.run_tests(tests)
-        if "doc" in ctx:
-            answers = load_answers()  # the HTTP, refresher and these tests' answers
-            harness.check("openapi: every answer the HTTP tests got (%d) matches the schema of its route and "
-                          "status" % len(answers), t_answers, answers)
-        else:
-            print("not ok - openapi: recorded answers (no document)")
-            harness.results["failed"] += 1
-    finally:
-        if harness.results["failed"]:
-            harness.show_log_tails((ctx.get("log"),))
-        T.teardown()
-    return finish()
+    return T.run_suite("openapi", T.setup, tests, lambda: (ctx.get("log"),), then=check_answers)
 
 
 if __name__ == "__main__":
