@@ -20,6 +20,15 @@ METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 ANY_ROUTE = {413: "PayloadTooLarge", 431: "HeadersTooLarge"}
 
 
+def libmicrohttpd_own(a):
+    """Whether answer a is one of libmicrohttpd's own, to a request it refused
+    before the server saw it (malformed: 400 or 505; a URL too long: 414; a
+    header block too big for its per-connection memory: 431). These are not
+    the API's answers (the document's description says so): they have no
+    Content-Type and no JSON body, and are the only answers left out."""
+    return a["status"] in (400, 414, 431, 505) and a["content_type"] is None
+
+
 def unescape(path):
     """Percent-decodes as the server does (routes_unescape): all but %00 and %2F."""
     def one(m):

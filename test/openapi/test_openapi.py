@@ -25,7 +25,7 @@ sys.path.insert(0, HERE)
 from harness import diag, eq, request, secret  # noqa: E402
 import harness  # noqa: E402
 import test_http as T  # noqa: E402
-from answers import Document  # noqa: E402
+from answers import Document, libmicrohttpd_own  # noqa: E402
 
 T.reuse("sdr_openapi", "sdr_openapi_app", os.path.join(os.environ.get("SDR_OPENAPI_WORK") or "/tmp", "openapi"))
 WORK = T.WORK
@@ -232,8 +232,10 @@ def check_answers():
         harness.results["failed"] += 1
         return
     answers = load_answers()
-    harness.check("openapi: every answer the HTTP tests got (%d) matches the schema of its route and status"
-                  % len(answers), t_answers, answers)
+    checked = [a for a in answers if not libmicrohttpd_own(a)]
+    harness.check("openapi: every answer the HTTP tests got (%d; %d of libmicrohttpd's own left out) matches "
+                  "the schema of its route and status" % (len(checked), len(answers) - len(checked)),
+                  t_answers, checked)
 
 
 def main():
