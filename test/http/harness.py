@@ -227,10 +227,11 @@ class Response:
 # every response the tests saw, to check Content-Type on all of them
 seen = []
 
-# With SDR_HTTP_RECORD set (test/run.sh), every response request() gets is
-# also appended to that file, one JSON line each, for test/openapi to check
-# against /openapi.json. Secrets in bodies are replaced by "[redacted]" (a
-# string stays a string).
+# With SDR_HTTP_RECORD set (test/run.sh), every answer request() gets, and
+# the first answer raw() gets to a well-formed request line, is also appended
+# to that file, one JSON line each, for test/openapi to check against
+# /openapi.json. Secrets in bodies are replaced by "[redacted]" (a string
+# stays a string); the file is the test run's and is removed with it.
 RECORD = os.environ.get("SDR_HTTP_RECORD")
 _record_lock = threading.Lock()
 
