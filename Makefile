@@ -31,13 +31,18 @@ PG_CFLAGS += -fsanitize=undefined -fno-sanitize-recover=undefined -fno-omit-fram
 SHLIB_LINK += -fsanitize=undefined
 SERVER_CFLAGS_EXTRA = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 endif
-EXTRA_CLEAN = $(SERVER) $(REFRESHER) src/server/*.o results regression.diffs regression.out
+EXTRA_CLEAN = $(SERVER) $(REFRESHER) $(OPENAPI_H) src/server/*.o results regression.diffs regression.out
 
 SERVER      = src/server/sdr_creds_server
 SERVER_SRCS = $(wildcard src/server/*.c)
 SERVER_CFLAGS = -O2 -g -Wall -Wextra -Werror -std=gnu11 -I$(shell $(PG_CONFIG) --includedir 2>/dev/null)
-# the extension's version, from the control file (the server reports it in /metrics)
-SERVER_CFLAGS += -DSDR_CREDS_VERSION='"$(shell sed -n "s/^default_version = '\(.*\)'/\1/p" sdr_creds.control)"'
+# the extension's version, from the control file (the server reports it in
+# /metrics and as info.version of /openapi.json)
+SDR_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" sdr_creds.control)
+SERVER_CFLAGS += -DSDR_CREDS_VERSION='"$(SDR_VERSION)"'
+# GET /openapi.json: src/server/openapi.json as a C string literal, one line of
+# the document per line, with the version put in
+OPENAPI_H = src/server/openapi_json.h
 
 
 PG_CONFIG ?= pg_config
@@ -46,7 +51,11 @@ ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
 endif
 
-$(SERVER): $(SERVER_SRCS) $(wildcard src/server/*.h) sdr_creds.control
+$(OPENAPI_H): src/server/openapi.json sdr_creds.control
+	sed -e 's/@SDR_CREDS_VERSION@/$(SDR_VERSION)/g' -e 's/\\/\\\\/g' -e 's/"/\\"/g' \
+	    -e 's/^/"/' -e 's/$$/\\n"/' $< > $@.tmp && mv $@.tmp $@
+
+$(SERVER): $(SERVER_SRCS) $(wildcard src/server/*.h) $(OPENAPI_H) sdr_creds.control
 	$(CC) $(SERVER_CFLAGS) $(SERVER_CFLAGS_EXTRA) -o $@ $(SERVER_SRCS) -L$(shell $(PG_CONFIG) --libdir) -lpq -lmicrohttpd
 
 server: $(SERVER)

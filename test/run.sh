@@ -83,7 +83,9 @@ if [ "$mode" = plain ]; then
   test/fuzz/run.sh replay 2>&1 | record
 fi
 
-# 4. HTTP server tests over a real socket.
+# 4. HTTP server tests over a real socket. They (and the refresher's) record
+# every answer they get, for the OpenAPI tests to check against /openapi.json.
+export SDR_HTTP_RECORD="$work/http_answers.jsonl"
 if [ -x test/http/run.sh ]; then
   echo "# HTTP tests"
   test/http/run.sh 2>&1 | record
@@ -95,7 +97,13 @@ if [ -x test/refresher/run.sh ]; then
   test/refresher/run.sh 2>&1 | record
 fi
 
-# 6. The docs: README length, links and anchors, every flag of the server and
+# 6. GET /openapi.json: a validator, a generated client, and the answers above.
+if [ -x test/openapi/run.sh ]; then
+  echo "# OpenAPI tests"
+  test/openapi/run.sh 2>&1 | record
+fi
+
+# 7. The docs: README length, links and anchors, every flag of the server and
 # the refresher documented (once: they do not depend on the build's flags).
 if [ "$mode" = plain ]; then
   echo "# docs checks"

@@ -22,6 +22,7 @@
 #include "routes.h"
 #include "log.h"
 #include "metrics.h"
+#include "openapi.h"
 #include "refresh.h"
 #include "../messages.h"
 
@@ -329,6 +330,8 @@ dispatch(struct MHD_Connection *c, struct request *r)
 			return submit(c, r, STMT_READY, NULL, NULL);
 		case ACT_METRICS:
 			return respond_metrics(c, r);
+		case ACT_OPENAPI:
+			return queue(c, r, 200, openapi_response(), NULL, false);
 		case ACT_DB:
 		case ACT_REFRESH:
 			break;

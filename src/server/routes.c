@@ -30,6 +30,7 @@ static const struct route
 	[R_HEALTHZ] = {"/healthz", "GET, HEAD", .get = {ACT_HEALTHZ, STMT_NONE}},
 	[R_READYZ] = {"/readyz", "GET, HEAD", .get = {ACT_READYZ, STMT_NONE}},
 	[R_METRICS] = {"/metrics", "GET, HEAD", .get = {ACT_METRICS, STMT_NONE}},
+	[R_OPENAPI] = {"/openapi.json", "GET, HEAD", .get = {ACT_OPENAPI, STMT_NONE}},
 	[R_NONE] = {"-", NULL},
 	[R_COLLECTION] = {"/integration-credentials/", "GET, HEAD, POST",
 	.get = {ACT_DB, STMT_LIST}, .post = {ACT_DB, STMT_STORE}},
@@ -80,7 +81,7 @@ static enum route_id
 route_find(const char *path, const char **arg)
 {
 	static const char base[] = "/integration-credentials";
-	static const enum route_id fixed[] = {R_HEALTHZ, R_READYZ, R_METRICS};
+	static const enum route_id fixed[] = {R_HEALTHZ, R_READYZ, R_METRICS, R_OPENAPI};
 	const char *rest = path + sizeof base - 1;
 	const char *slash;
 

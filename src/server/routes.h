@@ -17,6 +17,7 @@ enum action
 	ACT_HEALTHZ,
 	ACT_READYZ,
 	ACT_METRICS,
+	ACT_OPENAPI,				/* GET /openapi.json (openapi.c) */
 	ACT_DB,						/* authenticate, then run stmt */
 	ACT_REFRESH					/* ACT_DB, then wait for the refresh (refresh.h) */
 };
@@ -24,7 +25,7 @@ enum action
 /* The routes, for per-route counters; R_NONE is any unknown path ("-"). */
 enum route_id
 {
-	R_HEALTHZ, R_READYZ, R_METRICS, R_COLLECTION, R_PROVIDER, R_ID, R_REFRESH, R_NONE,
+	R_HEALTHZ, R_READYZ, R_METRICS, R_OPENAPI, R_COLLECTION, R_PROVIDER, R_ID, R_REFRESH, R_NONE,
 	R_COUNT
 };
 

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 
@@ -226,6 +227,47 @@ class Response:
 # every response the tests saw, to check Content-Type on all of them
 seen = []
 
+# With SDR_HTTP_RECORD set (test/run.sh), every answer request() gets, and
+# the first answer raw() gets to a well-formed request line, is also appended
+# to that file, one JSON line each, for test/openapi to check against
+# /openapi.json. Secrets in bodies are replaced by "[redacted]" (a string
+# stays a string); the file is the test run's and is removed with it.
+RECORD = os.environ.get("SDR_HTTP_RECORD")
+_record_lock = threading.Lock()
+
+
+def _redacted(value):
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    return value
+
+
+def record(method, path, resp):
+    """Appends one answer to SDR_HTTP_RECORD (if set)."""
+    if not RECORD:
+        return
+    entry = {"method": method, "path": path, "status": resp.status,
+             "content_type": resp.header("content-type"),
+             "headers": {k: resp.header(k) for k in ("allow", "www-authenticate", "retry-after")
+                         if resp.header(k) is not None},
+             "body_bytes": len(resp.body)}
+    if resp.body and (resp.header("content-type") or "").startswith("application/json"):
+        try:
+            entry["body"] = _redacted(json.loads(resp.body))
+        except ValueError:
+            entry["body_invalid"] = True
+    line = json.dumps(entry) + "\n"
+    with _record_lock:
+        fd = os.open(RECORD, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
 
 def request(port, method, path, body=None, headers=None, timeout=15, conn=None):
     """One request with http.client; path is sent exactly as given."""
@@ -247,6 +289,7 @@ def request(port, method, path, body=None, headers=None, timeout=15, conn=None):
         if own:
             conn.close()
     seen.append((method, path, resp))
+    record(method, path, resp)
     return resp
 
 
@@ -272,6 +315,14 @@ def raw(port, data, timeout=10):
             out += chunk
     finally:
         s.close()
+    m = re.match(rb"([A-Z]+) (/\S*) HTTP/1\.1\r\n", data)
+    if m and out.startswith(b"HTTP/1.1 "):
+        # the first answer, to the first request (the only one if not pipelined)
+        try:
+            status, headers, body = parse_raw(out)
+        except (ValueError, IndexError):
+            return out  # not a whole answer: the tests that get one say so
+        record(m.group(1).decode(), m.group(2).decode("latin-1"), Response(status, headers.items(), body))
     return out
 
 

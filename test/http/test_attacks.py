@@ -24,17 +24,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Server, b64url, diag, eq, finish, jwt, parse_raw, pg_ctl, psql,  # noqa: E402
+from harness import (Server, b64url, diag, eq, jwt, parse_raw, pg_ctl, psql,  # noqa: E402
                      raw, request, secret, sql_literal, wait_until)
 import harness  # noqa: E402
 import test_http as T  # noqa: E402
 
-# test_http's setup() reads these module globals: give this suite its own
-# database, role and work directory.
-T.DB = "sdr_attacks"
-T.ROLE = "sdr_attacks_app"
-T.WORK = os.path.join(os.environ.get("SDR_HTTP_WORK") or "/tmp", "attacks")
-os.makedirs(T.WORK, exist_ok=True)
+T.reuse("sdr_attacks", "sdr_attacks_app", os.path.join(os.environ.get("SDR_HTTP_WORK") or "/tmp", "attacks"))
 ctx = T.ctx
 ORG_A = T.ORG_A
 UNAUTHORIZED = T.UNAUTHORIZED
@@ -880,13 +875,6 @@ def t_final_stop():
 
 
 def main():
-    try:
-        setup()
-    except Exception as e:  # noqa: BLE001
-        print("not ok - http attacks: setup")
-        diag(repr(e))
-        T.teardown()
-        return 1
     tests = [
         ("http attacks: slow clients do not delay other requests", t_slow_client),
         ("http attacks: 600 slow connections from one address: it keeps 64, another address is answered"
@@ -903,13 +891,8 @@ def main():
         ("http attacks: logs hold no key, token or JWT", t_log_no_secrets),
         ("http attacks: server stops cleanly on SIGTERM", t_final_stop),
     ]
-    try:
-        harness.run_tests(tests, timed=True)
-    finally:
-        if harness.results["failed"]:
-            harness.show_log_tails((ctx.get("log"), os.path.join(T.WORK, "sdr_attacks_kill.log")))
-        T.teardown()
-    return finish()
+    return T.run_suite("http attacks", setup, tests,
+                       lambda: (ctx.get("log"), os.path.join(T.WORK, "sdr_attacks_kill.log")), timed=True)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,14 @@ ORG_B = str(uuid.uuid4())
 ctx = {}
 
 
+def reuse(db, role, work):
+    """For the suites that reuse setup() (test_attacks.py, test/openapi): their
+    own database, role and work directory."""
+    global DB, ROLE, WORK
+    DB, ROLE, WORK = db, role, work
+    os.makedirs(WORK, exist_ok=True)
+
+
 # --- setup -------------------------------------------------------------------
 
 def setup():
@@ -1052,14 +1060,29 @@ def t_cli():
         assert p.returncode != 0, "%s accepted" % args
 
 
-def main():
+def run_suite(label, setup_fn, tests, logs, timed=False, then=None):
+    """setup_fn(), the tests (harness.run_tests), then() if given, teardown();
+    after a failure the tails of the logs that logs() names. Returns the exit
+    status; a failed setup is "not ok - <label>: setup"."""
     try:
-        setup()
+        setup_fn()
     except Exception as e:  # noqa: BLE001
-        print("not ok - http: setup")
+        print("not ok - %s: setup" % label)
         diag(repr(e))
         teardown()
         return 1
+    try:
+        harness.run_tests(tests, timed=timed)
+        if then:
+            then()
+    finally:
+        if harness.results["failed"]:
+            harness.show_log_tails(logs())
+        teardown()
+    return finish()
+
+
+def main():
     tests = [
         ("http: GET /healthz", t_healthz),
         ("http: GET /readyz", t_readyz),
@@ -1109,13 +1132,7 @@ def main():
         ("http: command line flags", t_cli),
         ("http: server stops cleanly on SIGTERM (exit 0)", t_final_stop),
     ]
-    try:
-        harness.run_tests(tests)
-    finally:
-        if harness.results["failed"]:
-            harness.show_log_tails((ctx.get("log"), ctx.get("drain_log")))
-        teardown()
-    return finish()
+    return run_suite("http", setup, tests, lambda: (ctx.get("log"), ctx.get("drain_log")))
 
 
 if __name__ == "__main__":
