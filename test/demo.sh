@@ -92,6 +92,7 @@ Paste these:
   curl -s $base/integration-credentials/not-a-uuid -H "X-API-Key: \$SDR_KEY"   # 422
   curl -s $base/healthz; curl -s $base/readyz
   curl -s $base/metrics | grep '^sdr_creds_http_requests_total'   # Prometheus
+  curl -s $base/openapi.json > openapi.json   # the API described (OpenAPI 3.1)
 The refresher runs beside it (log: $work/refresher.log); to ask for a refresh now:
   psql -h $PGHOST -p $PGPORT -d sdr_demo -U sdr_demo_app -c "BEGIN; SELECT FROM sdr_creds.authenticate('\$SDR_KEY');
     SELECT sdr_creds.request_refresh(id) FROM sdr_creds.credentials WHERE provider = 'hubspot'; COMMIT;"
