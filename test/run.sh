@@ -97,6 +97,13 @@ if [ -x test/refresher/run.sh ]; then
   test/refresher/run.sh 2>&1 | record
 fi
 
+# 5b. PgBouncer (a real pgbouncer on loopback) between the cluster and SQL
+# clients, the HTTP server and the refresher.
+if [ -x test/pgbouncer/run.sh ]; then
+  echo "# PgBouncer tests"
+  test/pgbouncer/run.sh 2>&1 | record
+fi
+
 # 6. GET /openapi.json: a validator, a generated client, and the answers above.
 if [ -x test/openapi/run.sh ]; then
   echo "# OpenAPI tests"
