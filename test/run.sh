@@ -104,6 +104,13 @@ if [ -x test/pgbouncer/run.sh ]; then
   test/pgbouncer/run.sh 2>&1 | record
 fi
 
+# 5c. The systemd units: installed into a staging root, verified, their
+# ExecStart lines run as their user.
+if [ -x test/services/run.sh ]; then
+  echo "# systemd units"
+  test/services/run.sh 2>&1 | record
+fi
+
 # 6. GET /openapi.json: a validator, a generated client, and the answers above.
 if [ -x test/openapi/run.sh ]; then
   echo "# OpenAPI tests"
