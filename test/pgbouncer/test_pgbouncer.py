@@ -325,50 +325,47 @@ def t_http_refresh_listen_through_bouncer():
         srv.stop()
 
 
-def main():
-    try:
-        setup()
-    except Exception as e:  # noqa: BLE001
-        print("not ok - pgbouncer: setup")
-        h.diag(repr(e))
-        return 1
+def setup_all():
+    setup()
     tr.mock = tr.Mock()
-    try:
-        h.run_tests([
-            ("pgbouncer: transaction mode, one server connection: B's statement waits for A's transaction,"
-             " then sees no org; B's own org only; A's next transaction none; a rollback leaves none",
-             t_interleaved_transactions),
-            ("pgbouncer: authenticate() alone ends with its implicit transaction (as direct); same statement"
-             " or query string keeps it", t_authenticate_outside_transaction),
-            ("pgbouncer: a key revoked by one client is refused at once on three other server connections"
-             " that had authenticated it", t_revoke_on_other_server_connections),
-            ("pgbouncer: HTTP server in session mode works as is (POST, GETs, list, isolation, concurrent orgs)",
-             t_http_session_mode),
-            ("pgbouncer: HTTP server in transaction mode without --no-prepare: 500 once a request runs on"
-             " another server connection", t_http_transaction_mode_prepared_fails),
-            ("pgbouncer: HTTP server in transaction mode with --no-prepare works (CRUD, concurrent orgs,"
-             " another server connection)", t_http_transaction_mode_no_prepare),
-            ("pgbouncer: POST .../refresh with --db via transaction mode and --db-listen direct: 200",
-             t_http_refresh_db_listen),
-            ("pgbouncer: POST .../refresh with LISTEN through transaction mode: 202 after --refresh-wait",
-             t_http_refresh_listen_through_bouncer),
-        ], timed=True)
-    finally:
-        if h.results["failed"]:
-            h.show_log_tails([ctx["bouncer"].log_path] + [s.log_path for s in tr.servers])
-        for srv in tr.servers:
-            srv.stop()
-        for r in tr.refreshers:
-            if r.proc.poll() is None:
-                r.proc.kill()
-                r.proc.wait(10)
+
+
+def cleanup():
+    for srv in tr.servers:
+        srv.stop()
+    for r in tr.refreshers:
+        if r.proc.poll() is None:
+            r.proc.kill()
+            r.proc.wait(10)
+    if tr.mock:
         tr.mock.stop()
+    if "bouncer" in ctx:
         h.check("pgbouncer: stops on SIGINT (safe shutdown), exit 0",
                 lambda: h.eq(ctx["bouncer"].stop(), 0, "pgbouncer's exit status"))
-        h.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % tr.DB, db="postgres", check_rc=False)
-        h.psql("DROP ROLE IF EXISTS %s; DROP ROLE IF EXISTS %s" % (tr.ROLE, tr.APP), db="postgres",
-               check_rc=False)
-    return h.finish()
+    h.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % tr.DB, db="postgres", check_rc=False)
+    h.psql("DROP ROLE IF EXISTS %s; DROP ROLE IF EXISTS %s" % (tr.ROLE, tr.APP), db="postgres", check_rc=False)
+
+
+def main():
+    return h.run_with_setup("pgbouncer", setup_all, [
+        ("pgbouncer: transaction mode, one server connection: B's statement waits for A's transaction,"
+         " then sees no org; B's own org only; A's next transaction none; a rollback leaves none",
+         t_interleaved_transactions),
+        ("pgbouncer: authenticate() alone ends with its implicit transaction (as direct); same statement"
+         " or query string keeps it", t_authenticate_outside_transaction),
+        ("pgbouncer: a key revoked by one client is refused at once on three other server connections"
+         " that had authenticated it", t_revoke_on_other_server_connections),
+        ("pgbouncer: HTTP server in session mode works as is (POST, GETs, list, isolation, concurrent orgs)",
+         t_http_session_mode),
+        ("pgbouncer: HTTP server in transaction mode without --no-prepare: 500 once a request runs on"
+         " another server connection", t_http_transaction_mode_prepared_fails),
+        ("pgbouncer: HTTP server in transaction mode with --no-prepare works (CRUD, concurrent orgs,"
+         " another server connection)", t_http_transaction_mode_no_prepare),
+        ("pgbouncer: POST .../refresh with --db via transaction mode and --db-listen direct: 200",
+         t_http_refresh_db_listen),
+        ("pgbouncer: POST .../refresh with LISTEN through transaction mode: 202 after --refresh-wait",
+         t_http_refresh_listen_through_bouncer),
+    ], cleanup, lambda: [ctx["bouncer"].log_path] + [s.log_path for s in tr.servers])
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
@@ -270,38 +269,30 @@ def t_refresher_unit():
     assert "could not connect" not in read(log), "a connection failure logged"
 
 
-def main():
-    try:
-        setup()
-    except Exception as e:  # noqa: BLE001
-        print("not ok - services: setup")
-        h.diag(repr(e))
-        return 1
-    try:
-        h.run_tests([
-            ("services: make install-services (DESTDIR, PREFIX): binaries, units, the sdr-creds system user,"
-             " env files 0600 from the examples, never overwritten; prints the systemctl lines", t_install),
-            ("services: systemd-analyze verify passes on both units with no warning; a misspelled setting"
-             " and a missing binary are reported", t_verify),
-            ("services: the server unit's ExecStart as its user with its EnvironmentFile: /healthz, an"
-             " authenticated GET; SIGTERM exits 0", t_server_unit),
-            ("services: the refresher unit's ExecStart as its user with its EnvironmentFile: connects,"
-             " refreshes a due credential; SIGTERM exits 0", t_refresher_unit),
-        ], timed=True)
-    finally:
-        if h.results["failed"]:
-            h.show_log_tails([os.path.join(WORK, "server-unit.log"), os.path.join(WORK, "refresher-unit.log")])
-        for p in ctx["procs"]:
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
+def cleanup():
+    for p in ctx["procs"]:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+    if tr.mock:
         tr.mock.stop()
-        h.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % tr.DB, db="postgres", check_rc=False)
-        h.psql("DROP ROLE IF EXISTS %s; DROP ROLE IF EXISTS %s" % (tr.ROLE, tr.APP), db="postgres",
-               check_rc=False)
-        if not ctx.get("user_existed", True) and user_exists():
-            subprocess.run(["userdel", USER], check=False)
-    return h.finish()
+    h.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % tr.DB, db="postgres", check_rc=False)
+    h.psql("DROP ROLE IF EXISTS %s; DROP ROLE IF EXISTS %s" % (tr.ROLE, tr.APP), db="postgres", check_rc=False)
+    if not ctx.get("user_existed", True) and user_exists():
+        subprocess.run(["userdel", USER], check=False)
+
+
+def main():
+    return h.run_with_setup("services", setup, [
+        ("services: make install-services (DESTDIR, PREFIX): binaries, units, the sdr-creds system user,"
+         " env files 0600 from the examples, never overwritten; prints the systemctl lines", t_install),
+        ("services: systemd-analyze verify passes on both units with no warning; a misspelled setting"
+         " and a missing binary are reported", t_verify),
+        ("services: the server unit's ExecStart as its user with its EnvironmentFile: /healthz, an"
+         " authenticated GET; SIGTERM exits 0", t_server_unit),
+        ("services: the refresher unit's ExecStart as its user with its EnvironmentFile: connects,"
+         " refreshes a due credential; SIGTERM exits 0", t_refresher_unit),
+    ], cleanup, lambda: [os.path.join(WORK, n) for n in ("server-unit.log", "refresher-unit.log")])
 
 
 if __name__ == "__main__":
