@@ -7,6 +7,9 @@
 #   make fuzz    run each libFuzzer harness for FUZZ_SECONDS (default 60)
 #   make install build and install the extension into the server found by pg_config
 #   make refresher  the token refresher, src/refresher/sdr_creds_refresher
+#   make install-services  the server and the refresher as systemd services
+#                (PREFIX, default /usr/local; DESTDIR): binaries, units, the
+#                sdr-creds user, /etc/sdr_creds/*.env if absent (contrib/systemd/)
 
 EXTENSION  = sdr_creds
 MODULE_big = sdr_creds
@@ -69,6 +72,9 @@ $(REFRESHER): $(REFRESHER_SRCS) $(wildcard src/refresher/*.h)
 
 refresher: $(REFRESHER)
 
+install-services: $(SERVER) $(REFRESHER)
+	@contrib/systemd/install.sh
+
 deps:
 	@test/deps.sh
 
@@ -92,4 +98,4 @@ demo: deps
 	@$(MAKE) --no-print-directory install >/dev/null
 	@test/demo.sh
 
-.PHONY: server refresher deps test demo fuzz bench
+.PHONY: server refresher install-services deps test demo fuzz bench

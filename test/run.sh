@@ -97,6 +97,13 @@ if [ -x test/refresher/run.sh ]; then
   test/refresher/run.sh 2>&1 | record
 fi
 
+# 5b. PgBouncer (a real pgbouncer on loopback) between the cluster and SQL
+# clients, the HTTP server and the refresher; 5c. the systemd units, installed
+# into a staging root, verified, their ExecStart lines run as their user.
+suite() { [ -x "test/$1/run.sh" ] || return 0; echo "# $2"; "test/$1/run.sh" 2>&1 | record; }
+suite pgbouncer "PgBouncer tests"
+suite services "systemd units"
+
 # 6. GET /openapi.json: a validator, a generated client, and the answers above.
 if [ -x test/openapi/run.sh ]; then
   echo "# OpenAPI tests"

@@ -35,6 +35,13 @@ static const char usage[] =
 "                       multi-host one (target_session_attrs=prefer-standby);\n"
 "                       reads it cannot answer go to --db (default none)\n"
 "                       env SDR_CREDS_DB_READ\n"
+"  --db-listen CONNINFO where POST .../refresh LISTENs for refreshes: a session\n"
+"                       on the primary, so PostgreSQL itself when --db is a\n"
+"                       transaction-pooling PgBouncer (default --db)\n"
+"                       env SDR_CREDS_DB_LISTEN\n"
+"  --no-prepare         send each statement with its text, unnamed, instead of\n"
+"                       preparing them once per connection: for PgBouncer in\n"
+"                       transaction mode before 1.21  env SDR_CREDS_NO_PREPARE=1\n"
 "  --pool N             database connections; each sends the requests waiting\n"
 "                       in one pipeline (default CPUs / 2, from 2 to 8)\n"
 "                       env SDR_CREDS_POOL\n"
@@ -153,7 +160,7 @@ wait_idle(int ms)
 /* The settings: each a flag, an environment variable and a default. */
 enum setting
 {
-	S_LISTEN, S_PORT, S_DB, S_DB_READ, S_POOL, S_LOG_LEVEL, S_MAX_BODY, S_MAX_HEADER, S_MAX_CONNECTIONS,
+	S_LISTEN, S_PORT, S_DB, S_DB_READ, S_DB_LISTEN, S_NO_PREPARE, S_POOL, S_LOG_LEVEL, S_MAX_BODY, S_MAX_HEADER, S_MAX_CONNECTIONS,
 	S_MAX_PER_ADDR,
 	S_REQUEST_DEADLINE, S_TRUST_FORWARDED_FOR, S_REFRESH_WAIT, S_COUNT
 };
@@ -162,13 +169,15 @@ static struct
 {
 	const char *flag;
 	const char *env;
-	const char *value;			/* NULL: computed (the pool size) */
+	const char *value;			/* NULL: computed (the pool size, --db-listen) */
 	bool		is_switch;		/* takes no argument: "1" when given */
 }			settings[S_COUNT] = {
 	[S_LISTEN] = {"listen", "SDR_CREDS_LISTEN", "127.0.0.1"},
 	[S_PORT] = {"port", "SDR_CREDS_PORT", "8080"},
 	[S_DB] = {"db", "SDR_CREDS_DB", ""},
 	[S_DB_READ] = {"db-read", "SDR_CREDS_DB_READ", ""},
+	[S_DB_LISTEN] = {"db-listen", "SDR_CREDS_DB_LISTEN", NULL},	/* NULL: --db */
+	[S_NO_PREPARE] = {"no-prepare", "SDR_CREDS_NO_PREPARE", "0", true},
 	[S_POOL] = {"pool", "SDR_CREDS_POOL", NULL},
 	[S_LOG_LEVEL] = {"log-level", "SDR_CREDS_LOG_LEVEL", "info"},
 	[S_MAX_BODY] = {"max-body", "SDR_CREDS_MAX_BODY", "65536"},
@@ -309,6 +318,7 @@ main(int argc, char **argv)
 	struct http_config config;
 	long		pool_size;
 	long		refresh_wait;
+	long		no_prepare;
 	int			rc = read_settings(argc, argv);
 	int			sig;
 	int			bound;
@@ -316,7 +326,8 @@ main(int argc, char **argv)
 
 	if (rc != 0)
 		return rc == 1 ? 0 : 2;
-	if (!configure(&config, &pool_size) || (refresh_wait = setting_num(S_REFRESH_WAIT, 0, 300)) < 0)
+	if (!configure(&config, &pool_size) || (refresh_wait = setting_num(S_REFRESH_WAIT, 0, 300)) < 0 ||
+		(no_prepare = setting_num(S_NO_PREPARE, 0, 1)) < 0)
 		return 2;
 
 	/* signals are taken by sigwait() below; every thread started from here
@@ -329,13 +340,14 @@ main(int argc, char **argv)
 	log_start();
 	fit_descriptors(&config, pool_size);
 
-	if (db_init(settings[S_DB].value, settings[S_DB_READ].value, (int) pool_size) != 0)
+	if (db_init(settings[S_DB].value, settings[S_DB_READ].value, (int) pool_size, no_prepare == 0) != 0)
 	{
 		log_msg(LOG_ERROR, "out of memory");
 		log_stop();
 		return 1;
 	}
-	if (refresh_start(settings[S_DB].value, (int) refresh_wait * 1000) != 0 || (bound = http_start(&config)) < 0)
+	if (refresh_start(settings[S_DB_LISTEN].value ?: settings[S_DB].value, (int) refresh_wait * 1000) != 0 ||
+		(bound = http_start(&config)) < 0)
 	{
 		refresh_stop();
 		db_close();

@@ -22,15 +22,14 @@ results_clear(struct results *r, const PGresult *keep)
 
 /* Sends a job's statement and a Sync (into the pipeline); false if it failed. */
 static bool
-send_one(PGconn *conn, const struct db_job *job)
+send_one(PGconn *conn, const struct stmt_mode *mode, const struct db_job *job)
 {
 	const char *all[AUTH_PARAMS + DB_MAX_PARAMS] = {job->api_key, job->authorization, job->client};
 	int			nparams = job->stmt == STMT_READY ? 0 : AUTH_PARAMS;
 
 	for (int i = 0; job->stmt >= 0 && i < job->nparams && i < DB_MAX_PARAMS; i++)
 		all[nparams++] = job->params[i];
-	return PQsendQueryPrepared(conn, statement_name(job->stmt), nparams, all, NULL, NULL, 0) &&
-		PQpipelineSync(conn);
+	return statement_send(conn, job->stmt, mode, nparams, all) && PQpipelineSync(conn);
 }
 
 /* Reads the next statement's rows (one result each, in single-row mode) and
@@ -72,10 +71,10 @@ read_one(PGconn *conn, struct results *out)
 }
 
 bool
-pipeline_send(PGconn *conn, struct db_job **jobs, int n)
+pipeline_send(PGconn *conn, const struct stmt_mode *mode, struct db_job **jobs, int n)
 {
 	for (int i = 0; i < n; i++)
-		if (!send_one(conn, jobs[i]))
+		if (!send_one(conn, mode, jobs[i]))
 			return false;
 	metrics_db_pipeline();
 	return true;

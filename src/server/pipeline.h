@@ -8,10 +8,11 @@
 #include <libpq-fe.h>
 
 #include "db.h"
+#include "statements.h"
 
-/* Sends the n jobs' statements in one pipeline; false if that failed (the
- * connection must then be dropped). */
-bool		pipeline_send(PGconn *conn, struct db_job **jobs, int n);
+/* Sends the n jobs' statements in one pipeline, as mode says (prepared or
+ * unnamed); false if that failed (the connection must then be dropped). */
+bool		pipeline_send(PGconn *conn, const struct stmt_mode *mode, struct db_job **jobs, int n);
 
 /* Reads the next job's results into its reply (503 if *broken, or if the
  * connection fails now: *broken is then set). sent_at: now_ms() when the

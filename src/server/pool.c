@@ -11,7 +11,8 @@
  * and hands each back. Under load a round trip thus serves many requests:
  * the database wakes once per batch, not once per request. A connection
  * that fails is closed; its thread reconnects for the next batch, no sooner
- * than the pool's backoff allows. */
+ * than the pool's backoff allows. With --no-prepare the statements are not
+ * prepared but sent with their text each time (statements.h). */
 #include "pool.h"
 #include "grants.h"
 #include "log.h"
@@ -39,6 +40,7 @@ struct slot
 {
 	PGconn	   *conn;
 	PGcancel   *cancel;			/* changed only under the pool mutex */
+	struct stmt_mode mode;		/* how conn sends the statements */
 	bool		busy;			/* running a batch */
 	struct pool *pool;
 	pthread_t	thread;
@@ -66,6 +68,7 @@ struct pool
 	double		connected_at;	/* when the last attempt succeeded */
 	bool		healthy;		/* last attempt succeeded (for logging) */
 	int			told_missing;	/* grants_missing() bits already logged */
+	bool		prepare;		/* prepare the statements (not --no-prepare) */
 	char	   *conninfo;		/* NULL: not configured */
 };
 
@@ -85,19 +88,23 @@ error_level(const struct pool *p)
 	return p->healthy ? LOG_ERROR : LOG_DEBUG;
 }
 
-/* Prepares the statements, after the grants check (grants.h). */
+/* After the grants check (grants.h), how the connection sends the
+ * statements; prepares them unless --no-prepare. False if that failed. */
 static bool
-prepare_all(struct pool *p, PGconn *conn)
+prepare_all(struct pool *p, PGconn *conn, struct stmt_mode *mode)
 {
 	int			missing = grants_missing(conn, p->name, error_level(p), &p->told_missing);
 
+	mode->prepared = p->prepare;
+	mode->client_arg = !(missing & GRANT_CLIENT_ADDRESS);
 	return missing >= 0 &&
-		statements_prepare(conn, !(missing & GRANT_CLIENT_ADDRESS), error_level(p));
+		(!mode->prepared || statements_prepare(conn, mode->client_arg, error_level(p)));
 }
 
-/* Opens one connection, prepares the statements and enters pipeline mode. */
+/* Opens one connection, prepares the statements (*mode says how they are
+ * sent) and enters pipeline mode. */
 static PGconn *
-connect_one(struct pool *p)
+connect_one(struct pool *p, struct stmt_mode *mode)
 {
 	/* Defaults first: the user's conninfo (dbname, expanded) overrides them;
 	 * client_encoding comes last because request text is sent as UTF-8. */
@@ -121,7 +128,7 @@ connect_one(struct pool *p)
 		PQfinish(conn);
 		return NULL;
 	}
-	if (!prepare_all(p, conn) || !PQenterPipelineMode(conn))
+	if (!prepare_all(p, conn, mode) || !PQenterPipelineMode(conn))
 	{
 		PQfinish(conn);
 		return NULL;
@@ -183,6 +190,7 @@ static bool
 reconnect(struct pool *p, struct slot *s)
 {
 	PGconn	   *conn;
+	struct stmt_mode mode;
 	double		t,
 				started;
 
@@ -195,7 +203,7 @@ reconnect(struct pool *p, struct slot *s)
 	}
 	pthread_mutex_unlock(&p->mu);
 
-	conn = connect_one(p);
+	conn = connect_one(p, &mode);
 
 	pthread_mutex_lock(&p->mu);
 	t = now_ms();
@@ -212,6 +220,7 @@ reconnect(struct pool *p, struct slot *s)
 		p->next_connect = 0;
 		p->connected_at = t;
 		s->conn = conn;
+		s->mode = mode;
 		s->cancel = PQgetCancel(conn);
 		log_msg(LOG_DEBUG, "%s connection %d opened", p->name, (int) (s - p->slots));
 	}
@@ -263,7 +272,7 @@ run_batch(struct pool *p, struct slot *s, struct db_job **jobs, int n)
 	double		t = now_ms();
 
 	if (!broken)
-		broken = !pipeline_send(s->conn, jobs, n);
+		broken = !pipeline_send(s->conn, &s->mode, jobs, n);
 	for (int i = 0; i < n; i++)
 	{
 		pipeline_read(s->conn, jobs[i], p->name, t, &broken);
@@ -409,12 +418,13 @@ db_submit(struct db_job *job)
 /* Opens the pool's connections (so the first requests do not wait) and
  * starts their threads. */
 static int
-pool_init(struct pool *p, const char *conninfo, int size)
+pool_init(struct pool *p, const char *conninfo, int size, bool prepare)
 {
 	pthread_attr_t attr;
 	bool		open = true;
 
 	p->conninfo = strdup(conninfo);
+	p->prepare = prepare;
 	p->slots = calloc((size_t) size, sizeof *p->slots);
 	if (p->conninfo == NULL || p->slots == NULL || pthread_attr_init(&attr) != 0)
 		return -1;
@@ -435,11 +445,11 @@ pool_init(struct pool *p, const char *conninfo, int size)
 }
 
 int
-db_init(const char *conninfo, const char *read_conninfo, int size)
+db_init(const char *conninfo, const char *read_conninfo, int size, bool prepare)
 {
-	if (pool_init(&primary, conninfo ? conninfo : "", size) != 0)
+	if (pool_init(&primary, conninfo ? conninfo : "", size, prepare) != 0)
 		return -1;
-	return read_conninfo && *read_conninfo ? pool_init(&replica, read_conninfo, size) : 0;
+	return read_conninfo && *read_conninfo ? pool_init(&replica, read_conninfo, size, prepare) : 0;
 }
 
 static void

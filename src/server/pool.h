@@ -9,8 +9,10 @@
 
 /* Opens the pools and starts their threads: the primary's and, with
  * read_conninfo (NULL or "": none), the standbys'; connection failures here
- * are logged, not fatal. */
-int			db_init(const char *conninfo, const char *read_conninfo, int size);
+ * are logged, not fatal. prepare: prepare the statements on each
+ * connection; false (--no-prepare): send each with its text, as the unnamed
+ * statement (PgBouncer's transaction mode before 1.21). */
+int			db_init(const char *conninfo, const char *read_conninfo, int size, bool prepare);
 
 /* Queues a job. Each pool connection has a thread that takes every job
  * waiting (up to a bound) and sends their statements in one pipeline, each

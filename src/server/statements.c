@@ -1,5 +1,5 @@
-/* The prepared statements, one per route, and preparing them on a
- * connection. */
+/* The statements, one per route: preparing them on a connection, and
+ * sending one (prepared, or unnamed with its text: --no-prepare). */
 #include "statements.h"
 #include "log.h"
 
@@ -57,16 +57,25 @@ statement_name(enum stmt_id stmt)
 	return statement_of(stmt)->name;
 }
 
-/* Prepares one statement, its parameters all text; false if it failed (logged at level). */
+/* Every parameter is text. */
+static const Oid text_types[AUTH_PARAMS + DB_MAX_PARAMS] = {25, 25, 25, 25, 25};
+
+/* The statement's SQL into sql (client_arg: see grants.h). */
+static void
+statement_sql(const struct statement *st, bool client_arg, char *sql, size_t size)
+{
+	snprintf(sql, size, st->sql, client_arg ? CLIENT_ARG : "");
+}
+
+/* Prepares one statement; false if it failed (logged at level). */
 static bool
 prepare(PGconn *conn, const struct statement *st, bool client_arg, int level)
 {
-	static const Oid text_types[AUTH_PARAMS + DB_MAX_PARAMS] = {25, 25, 25, 25, 25};
 	char		sql[512];
 	char		buf[256];
 	PGresult   *res;
 
-	snprintf(sql, sizeof sql, st->sql, client_arg ? CLIENT_ARG : "");
+	statement_sql(st, client_arg, sql, sizeof sql);
 	res = PQprepare(conn, st->name, sql, AUTH_PARAMS + st->nparams, text_types);
 	if (PQresultStatus(res) == PGRES_COMMAND_OK)
 	{
@@ -87,4 +96,19 @@ statements_prepare(PGconn *conn, bool client_arg, int level)
 		if (!prepare(conn, statement_of((enum stmt_id) i), client_arg, level))
 			return false;
 	return true;
+}
+
+bool
+statement_send(PGconn *conn, enum stmt_id stmt, const struct stmt_mode *mode,
+			   int nparams, const char *const *values)
+{
+	const struct statement *st = statement_of(stmt);
+	char		sql[512];
+
+	if (mode->prepared)
+		return PQsendQueryPrepared(conn, st->name, nparams, values, NULL, NULL, 0);
+	/* the same text and parameter types as prepared, as the unnamed
+	 * statement: parsed, bound and run within the statement's own Sync */
+	statement_sql(st, mode->client_arg, sql, sizeof sql);
+	return PQsendQueryParams(conn, sql, nparams, text_types, values, NULL, NULL, 0);
 }

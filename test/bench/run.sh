@@ -6,7 +6,9 @@
 #   2. the realistic load: 10,000 orgs x 3 providers, a random org's API key on every
 #      call, in the database (pgbench) and over HTTP (wrk with random_key.lua);
 #   3. HTTP get by provider with wrk -c 32, one key and random keys, each against its
-#      in-database figure, with p50 and p99; the same rounds interleave all of them;
+#      in-database figure, with p50 and p99; and one key on a second server with
+#      --no-prepare (statements sent with their text, for PgBouncer's transaction
+#      mode) against the first; the same rounds interleave all of them;
 #   4. connections: 256 and 2,000 kept-alive connections (errors, non-2xx, p99), the
 #      server's RSS at 32, 256 and 2,000 connections and over 60 s at 2,000, and the
 #      database connections it holds (bounded by --pool);
@@ -38,11 +40,11 @@ fig() { [ -n "$2" ] && printf '%s\t%s\n' "$1" "$2" >> "$figures"; return 0; }
 work=$(mktemp -d /tmp/sdr_creds_bench.XXXXXX); chmod 755 "$work"
 port=${BENCH_PORT:-54349}
 while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-server_pid=
+server_pid=; noprep_pid=
 server2_pid=; standby_up=
 as_owner() { if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 cleanup() {
-  for pid in $server_pid $server2_pid; do kill "$pid" 2>/dev/null; done
+  for pid in $server_pid $noprep_pid $server2_pid; do kill "$pid" 2>/dev/null; done
   [ -n "$standby_up" ] && as_owner "${SDR_PG_ROOT:-}$(pg_config --bindir)/pg_ctl" -D "$work/standby" -m immediate -w stop >/dev/null 2>&1
   test/cluster.sh stop "$work/cluster"; rm -rf "$work"
 }
@@ -121,6 +123,15 @@ if [ -x "$server" ] && command -v wrk >/dev/null; then
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$http_port/healthz" >/dev/null && break; sleep 0.1; done
   url="http://127.0.0.1:$http_port/integration-credentials/provider/salesforce"
   base="http://127.0.0.1:$http_port"
+  # the same server with --no-prepare (each statement parsed with each request)
+  np_port=$((http_port + 1))
+  while (exec 3<>"/dev/tcp/127.0.0.1/$np_port") 2>/dev/null; do np_port=$((np_port + 1)); done
+  "$server" --listen 127.0.0.1 --port $np_port --log-level error --max-per-addr 0 --no-prepare \
+    --db "host=$PGHOST port=$PGPORT dbname=bench user=bench_app application_name=sdr_creds_bench_noprep" \
+    2>"$work/server_noprep.log" &
+  noprep_pid=$!
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$np_port/healthz" >/dev/null && break; sleep 0.1; done
+  url_np="http://127.0.0.1:$np_port/integration-credentials/provider/salesforce"
 fi
 
 rss() { awk '/VmRSS/ { print $2 }' "/proc/$server_pid/status"; }
@@ -178,7 +189,10 @@ for i in $(seq "$rounds"); do
   # every call audited (one log line per request) with the usage statistics on
   set_audit all; run_pgbench get_by_provider_audited; set_audit writes
   run_pgbench get_random_key
-  if [ -n "$http" ]; then wrk_one one.$i 32 "$secs"; wrk_random random.$i 32 "$secs"; fi
+  if [ -n "$http" ]; then
+    wrk_one one.$i 32 "$secs"; wrk_random random.$i 32 "$secs"
+    wrk_run noprep.$i 32 "$secs" -H "X-API-Key: $key" "$url_np"
+  fi
 done
 plain=$(median "$work/plain_select.tps"); creds=$(median "$work/get_by_provider.tps")
 creds10k=$(median "$work/get_random_key.tps")
@@ -204,6 +218,13 @@ if [ -n "$http" ]; then
     fig http_${load}_rps "$rps"; fig http_${load}_p50_ms "$p50"; fig http_${load}_p99_ms "$p99"
     fig http_${load}_errors "$errors"; fig http_${load}_non2xx "$non2xx"
   done
+  np=$(wrk_median noprep rps); np99=$(wrk_median noprep p99); np_non2xx=0
+  for i in $(seq "$rounds"); do np_non2xx=$((np_non2xx + $(wrk_field noprep.$i non2xx | grep . || echo 0))); done
+  echo "HTTP get by provider, one key, --no-prepare (wrk -c 32, median of $rounds rounds): ${np} req/s, p99 ${np99} ms; non-2xx ${np_non2xx}"
+  echo "  ratio to prepared statements (one key, the same rounds) $(ratio "$np" "$(wrk_median one rps)")"
+  fig http_noprepare_rps "$np"; fig http_noprepare_p99_ms "$np99"; fig http_noprepare_non2xx "$np_non2xx"
+  fig http_noprepare_ratio "$(ratio "$np" "$(wrk_median one rps)")"
+  kill "$noprep_pid" 2>/dev/null; wait "$noprep_pid" 2>/dev/null; noprep_pid=
 fi
 
 

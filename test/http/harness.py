@@ -392,3 +392,23 @@ def show_log_tails(paths):
         if path and os.path.exists(path):
             with open(path, errors="replace") as f:
                 diag("last lines of %s:\n%s" % (os.path.basename(path), "".join(f.readlines()[-15:])))
+
+
+def run_with_setup(label, setup_fn, tests, cleanup, logs=lambda: ()):
+    """setup_fn(), the tests (run_tests, timed), the tails of the logs that
+    logs() names after a failure, and cleanup() however it went (a failed
+    setup is "not ok - <label>: setup"). Returns finish()'s status."""
+    try:
+        try:
+            setup_fn()
+        except Exception as e:  # noqa: BLE001 - reported as the setup's failure
+            print("not ok - %s: setup" % label, flush=True)
+            diag(repr(e))
+            results["failed"] += 1
+            return finish()
+        run_tests(tests, timed=True)
+        if results["failed"]:
+            show_log_tails(logs())
+    finally:
+        cleanup()
+    return finish()
