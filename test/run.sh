@@ -83,34 +83,18 @@ if [ "$mode" = plain ]; then
   test/fuzz/run.sh replay 2>&1 | record
 fi
 
-# 4. HTTP server tests over a real socket. They (and the refresher's) record
-# every answer they get, for the OpenAPI tests to check against /openapi.json.
-export SDR_HTTP_RECORD="$work/http_answers.jsonl"
-if [ -x test/http/run.sh ]; then
-  echo "# HTTP tests"
-  test/http/run.sh 2>&1 | record
-fi
-
-# 5. The token refresher against a local OAuth token endpoint.
-if [ -x test/refresher/run.sh ]; then
-  echo "# refresher tests"
-  test/refresher/run.sh 2>&1 | record
-fi
-
-# 5b. PgBouncer (a real pgbouncer on loopback) between the cluster and SQL
-# clients, the HTTP server and the refresher; 5c. the systemd units, installed
-# into a staging root, verified, their ExecStart lines run as their user.
+# 4-7. The suites of test/NAME/run.sh, each against the same cluster.
 suite() { [ -x "test/$1/run.sh" ] || return 0; echo "# $2"; "test/$1/run.sh" 2>&1 | record; }
-suite pgbouncer "PgBouncer tests"
-suite services "systemd units"
+# They (the HTTP and refresher suites) record every answer they get, for the
+# OpenAPI suite to check against /openapi.json.
+export SDR_HTTP_RECORD="$work/http_answers.jsonl"
+suite http "HTTP tests (the server over a real socket)"
+suite refresher "refresher tests (against a local OAuth token endpoint)"
+suite pgbouncer "PgBouncer tests (a real pgbouncer on loopback between the cluster and SQL clients, the server, the refresher)"
+suite services "systemd units (installed into a staging root, verified, their ExecStart lines run as their user)"
+suite openapi "OpenAPI tests (a validator, a generated client, every answer above)"
 
-# 6. GET /openapi.json: a validator, a generated client, and the answers above.
-if [ -x test/openapi/run.sh ]; then
-  echo "# OpenAPI tests"
-  test/openapi/run.sh 2>&1 | record
-fi
-
-# 7. The docs: README length, links and anchors, every flag of the server and
+# 8. The docs: README length, links and anchors, every flag of the server and
 # the refresher documented (once: they do not depend on the build's flags).
 if [ "$mode" = plain ]; then
   echo "# docs checks"
