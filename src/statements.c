@@ -21,6 +21,7 @@ static const char *const rel_names[REL_COUNT] = {
 	[REL_CREDENTIALS_BY_PROVIDER] = "credentials_org_provider",
 	[REL_API_KEYS] = "api_keys",
 	[REL_API_KEYS_BY_HASH] = "api_keys_key_hash_key",
+	[REL_ISSUERS] = "issuers",
 };
 
 static Oid	rel_oids[REL_COUNT];
@@ -40,7 +41,7 @@ sdr_relid_known(SdrRelation rel)
 }
 
 Oid
-sdr_relid(SdrRelation rel)
+sdr_relid_if_exists(SdrRelation rel)
 {
 	static bool watching = false;
 
@@ -50,14 +51,18 @@ sdr_relid(SdrRelation rel)
 		watching = true;
 	}
 	if (!OidIsValid(rel_oids[rel]))
-	{
-		Oid			relid = get_relname_relid(rel_names[rel], get_namespace_oid(SDR_SCHEMA, false));
-
-		if (!OidIsValid(relid))
-			elog(ERROR, "sdr_creds: relation %s.%s is missing", SDR_SCHEMA, rel_names[rel]);
-		rel_oids[rel] = relid;
-	}
+		rel_oids[rel] = get_relname_relid(rel_names[rel], get_namespace_oid(SDR_SCHEMA, false));
 	return rel_oids[rel];
+}
+
+Oid
+sdr_relid(SdrRelation rel)
+{
+	Oid			relid = sdr_relid_if_exists(rel);
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "sdr_creds: relation %s.%s is missing", SDR_SCHEMA, rel_names[rel]);
+	return relid;
 }
 
 int
@@ -175,6 +180,12 @@ static const struct
 		" FROM sdr_creds.credentials c WHERE c.id" EQ "$1 FOR UPDATE OF c SKIP LOCKED", NULL, 1, {UUIDOID}},
 	[S_REFRESH_REQUEST_SET] = {"UPDATE sdr_creds.credentials SET refresh_requested_at = $2,"
 		" refresh_retry_at = NULL WHERE id" EQ "$1", NULL, 2, {UUIDOID, TIMESTAMPTZOID}},
+	[S_ISSUER_UPSERT] = {"INSERT INTO sdr_creds.issuers (issuer, jwks, audience, org_claim)"
+		" VALUES ($1, $2, $3, $4) ON CONFLICT (issuer) DO UPDATE SET jwks = EXCLUDED.jwks,"
+		" audience = EXCLUDED.audience, org_claim = EXCLUDED.org_claim, updated_at = pg_catalog.now()"
+		" RETURNING pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(jwks::text, 'UTF8')), 'hex')",
+	NULL, 4, {TEXTOID, JSONBOID, TEXTOID, TEXTOID}},
+	[S_ISSUER_DELETE] = {"DELETE FROM sdr_creds.issuers WHERE issuer" EQ "$1", NULL, 1, {TEXTOID}},
 };
 
 static SPIPlanPtr plans[2][S_COUNT];	/* [v1 form?][statement] */

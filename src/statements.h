@@ -16,12 +16,15 @@ typedef enum
 	REL_CREDENTIALS_BY_PROVIDER,	/* unique (org_id, provider) */
 	REL_API_KEYS,
 	REL_API_KEYS_BY_HASH,		/* unique (key_hash) */
+	REL_ISSUERS,				/* from sdr_creds 1.2 */
 	REL_COUNT
 } SdrRelation;
 
 /* The relation's OID, looked up once and forgotten when the relation changes. */
 extern Oid	sdr_relid(SdrRelation rel);
 
+/* The relation's OID, or InvalidOid if it does not exist (a table of a later version). */
+extern Oid	sdr_relid_if_exists(SdrRelation rel);
 /* The cached OID, or InvalidOid if not looked up (safe in invalidation callbacks). */
 extern Oid	sdr_relid_known(SdrRelation rel);
 
@@ -33,6 +36,7 @@ typedef enum
 	S_CLIENT_LOCK, S_CLIENT_INSERT, S_CLIENT_UPDATE, S_CLIENT_DELETE, S_CLIENT_LIST,
 	S_REFRESH_CLAIM, S_REFRESH_LOCK, S_REFRESH_STORE, S_REFRESH_BACKOFF,
 	S_REFRESH_REQUEST_LOCK, S_REFRESH_REQUEST_SET,
+	S_ISSUER_UPSERT, S_ISSUER_DELETE,
 	S_COUNT
 } StatementId;
 
