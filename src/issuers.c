@@ -199,8 +199,8 @@ token_check(const char *token, size_t len, const IssuerSet *set, double now, Cac
 	if (!jwt_split(token, len, &parts))
 		return ISSUER_TOKEN_INVALID;
 	alg = jws_alg_named(parts.alg);
-	if (strcmp(parts.alg, "HS256") == 0 && !parts.key_in_header)
-		check = ISSUER_TOKEN_HS256;
+	if (strcmp(parts.alg, "HS256") == 0)
+		check = ISSUER_TOKEN_HS256;	/* sdr_creds.jwt_secret's, never an issuer's key */
 	else if (alg == JWS_NONE || parts.crit || parts.key_in_header ||
 			 (parts.has_kid && parts.kid[0] == '\0'))
 		check = ISSUER_TOKEN_INVALID;
