@@ -186,40 +186,31 @@ token_cache_add(const CachedToken *t)
 	*(CachedToken *) hash_search(token_cache, t->hash, HASH_ENTER, NULL) = *t;
 }
 
-/* The token checked against its issuer's keys and claims, into *t. */
+/* A token's parts checked against its issuer's keys and claims, into *t. */
 static IssuerTokenCheck
-token_check(const char *token, size_t len, const IssuerSet *set, double now, CachedToken *t)
+token_check(const char *token, const JwtParts *parts, const IssuerSet *set, double now,
+			CachedToken *t)
 {
-	JwtParts	parts;
-	JwsAlg		alg;
+	JwsAlg		alg = jws_alg_named(parts->alg);
 	const Issuer *issuer;
 	const Jwk  *key;
-	IssuerTokenCheck check = ISSUER_TOKEN_INVALID;
 
-	if (!jwt_split(token, len, &parts))
+	if (alg == JWS_NONE || parts->crit || parts->key_in_header ||
+		(parts->has_kid && parts->kid[0] == '\0'))
 		return ISSUER_TOKEN_INVALID;
-	alg = jws_alg_named(parts.alg);
-	if (strcmp(parts.alg, "HS256") == 0)
-		check = ISSUER_TOKEN_HS256;	/* sdr_creds.jwt_secret's, never an issuer's key */
-	else if (alg == JWS_NONE || parts.crit || parts.key_in_header ||
-			 (parts.has_kid && parts.kid[0] == '\0'))
-		check = ISSUER_TOKEN_INVALID;
-	else if ((issuer = issuer_named(set, parts.iss)) == NULL)
-		check = ISSUER_TOKEN_UNKNOWN_ISSUER;
-	else if ((key = jwks_find(&issuer->jwks, parts.has_kid ? parts.kid : NULL)) == NULL)
-		check = ISSUER_TOKEN_UNKNOWN_KID;
-	else if (!jwk_fits(key, alg))
-		check = ISSUER_TOKEN_ALG_MISMATCH;
-	else if (!jws_verify(key, alg, (const unsigned char *) token, parts.signed_len,
-						 parts.sig, parts.sig_len))
-		check = ISSUER_TOKEN_BAD_SIGNATURE;
-	else if (!jwt_claims(parts.payload, parts.payload_len, issuer->audience, issuer->org_claim,
-						 now, t->org.data, t->sub, &t->refused_after))
-		check = ISSUER_TOKEN_BAD_CLAIMS;
-	else
-		check = ISSUER_TOKEN_VALID;
-	jwt_parts_free(&parts);
-	return check;
+	if ((issuer = issuer_named(set, parts->iss)) == NULL)
+		return ISSUER_TOKEN_UNKNOWN_ISSUER;
+	if ((key = jwks_find(&issuer->jwks, parts->has_kid ? parts->kid : NULL)) == NULL)
+		return ISSUER_TOKEN_UNKNOWN_KID;
+	if (!jwk_fits(key, alg))
+		return ISSUER_TOKEN_ALG_MISMATCH;
+	if (!jws_verify(key, alg, (const unsigned char *) token, parts->signed_len,
+					parts->sig, parts->sig_len))
+		return ISSUER_TOKEN_BAD_SIGNATURE;
+	if (!jwt_claims(parts->payload, parts->payload_len, issuer->audience, issuer->org_claim,
+					now, t->org.data, t->sub, &t->refused_after))
+		return ISSUER_TOKEN_BAD_CLAIMS;
+	return ISSUER_TOKEN_VALID;
 }
 
 IssuerTokenCheck
@@ -227,6 +218,7 @@ issuer_token_verify(const char *token, size_t len, double now, pg_uuid_t *org, c
 {
 	CachedToken t = {0};
 	CachedToken *cached;
+	JwtParts	parts;
 	IssuerSet  *set;
 	uint64		generation;
 	IssuerTokenCheck check;
@@ -246,9 +238,14 @@ issuer_token_verify(const char *token, size_t len, double now, pg_uuid_t *org, c
 	if (cached)
 		hash_search(token_cache, t.hash, HASH_REMOVE, NULL);
 
+	if (!jwt_split(token, len, &parts))
+		return ISSUER_TOKEN_INVALID;
+	if (strcmp(parts.alg, "HS256") == 0)
+		return ISSUER_TOKEN_HS256;	/* sdr_creds.jwt_secret's, never an issuer's key */
 	generation = issuers_generation;
 	set = issuer_set ? issuer_set : issuers_read();
-	check = token_check(token, len, set, now, &t);
+	check = token_check(token, &parts, set, now, &t);
+	jwt_parts_free(&parts);
 	if (set != issuer_set)
 	{
 		if (generation == issuers_generation && issuer_set == NULL)

@@ -77,7 +77,6 @@ static CALLBACK
 on_object_start(void *state)
 {
 	Claims	   *c = state;
-
 	int			level = c->lex->lex_level;
 
 	if (level == 0)
@@ -93,7 +92,6 @@ static CALLBACK
 on_array_start(void *state)
 {
 	Claims	   *c = state;
-
 	int			level = c->lex->lex_level;
 
 	if (level == 1 && c->current != F_OTHER && !PRESENCE_ONLY(c->current) && c->current != F_AUD)
@@ -107,7 +105,6 @@ static CALLBACK
 on_field_start(void *state, char *fname, bool isnull)
 {
 	Claims	   *c = state;
-
 	int			level = c->lex->lex_level;
 
 	if (level == 1)
