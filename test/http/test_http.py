@@ -379,6 +379,31 @@ def t_bearer_identity_provider():
     psql("SELECT sdr_creds.delete_issuer(%s)" % sql_literal(iss))
 
 
+def t_bearer_algorithms_and_attacks():
+    """Every algorithm accepted and every attack of issue 18 refused over HTTP: the
+    tokens test/jwt/test_issuers.py sends over SQL (python3-jwt)."""
+    k = jose.Keys()
+    iss = "https://generic.example/"
+    psql("SELECT sdr_creds.set_issuer(%s, %s::jsonb)" % (sql_literal(iss), sql_literal(json.dumps(jose.generic_jwks(k)))))
+    now = int(time.time())
+    good = {"iss": iss, "sub": "user-18", "org_id": ORG_A, "exp": now + 600}
+    path = "/integration-credentials/provider/salesforce"
+    bad = []
+    for name, tok in jose.accepted_tokens(k, good):
+        r = req("GET", path, headers={"Authorization": "Bearer " + secret(tok)})
+        if r.status != 200 or r.json().get("id") != ctx["sf"]["id"]:
+            bad.append("%s: %d" % (name, r.status))
+    for name, tok, reason in jose.attack_tokens(k, good):
+        r = req("GET", path, headers={"Authorization": "Bearer " + secret(tok)})
+        if len(tok) > 8192 and r.status == 431:
+            continue  # the server's --max-header (8 KiB) refuses it before the database does
+        if (r.status != 401 or r.header("www-authenticate") != 'Bearer error="invalid_token"'
+                or detail(r) != UNAUTHORIZED):
+            bad.append("%s (%s): %d %s" % (name, reason, r.status, r.header("www-authenticate")))
+    psql("SELECT sdr_creds.delete_issuer(%s)" % sql_literal(iss))
+    assert not bad, "\n".join(bad)
+
+
 def t_api_key_wins():
     # a valid key for A and a valid JWT for B: A's view
     r = req("GET", "/integration-credentials/", headers={**key("a"), **bearer("b")})
@@ -1151,6 +1176,8 @@ def main():
         ("http: Bearer JWT works", t_bearer_jwt),
         ("http: Bearer JWTs of an identity provider (ES256, RS256; Auth0-shaped JWKS), refusals, key removal",
          t_bearer_identity_provider),
+        ("http: Bearer JWTs: RS256/384/512, PS256, ES256/384, EdDSA accepted; the attacks of issue 18 get 401",
+         t_bearer_algorithms_and_attacks),
         ("http: X-API-Key wins over Authorization", t_api_key_wins),
         ("http: 401 with WWW-Authenticate for missing or invalid credentials", t_401),
         ("http: 403 for another org's credential", t_403_other_org),

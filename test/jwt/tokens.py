@@ -143,3 +143,82 @@ def now():
     return int(time.time())
 
 
+
+
+# ---- the tokens both the SQL and the HTTP tests send -----------------------
+
+ALGORITHMS = [("RS256", "rsa"), ("RS384", "rsa"), ("RS512", "rsa"), ("PS256", "rsa"),
+              ("ES256", "p256"), ("ES384", "p384"), ("EdDSA", "ed")]
+
+
+def generic_jwks(k):
+    """A JWKS of one key of each kind, none naming its alg (the RSA key serves RS* and PS256)."""
+    return {"keys": [jwk(k.rsa, kid="rsa"), jwk(k.p256, kid="p256"), jwk(k.p384, kid="p384"),
+                     jwk(k.ed, kid="ed")]}
+
+
+def _key(k, kid):
+    return {"rsa": k.rsa, "p256": k.p256, "p384": k.p384, "ed": k.ed}[kid]
+
+
+def accepted_tokens(k, claims):
+    """(name, token): one token of each algorithm under generic_jwks's keys."""
+    return [("a %s token" % alg, mint(_key(k, kid), alg, claims, kid=kid)) for alg, kid in ALGORITHMS]
+
+
+def attack_tokens(k, claims):
+    """(name, token, audit reason): the attacks of issue 18 against an issuer holding
+    generic_jwks, each a token that must be refused; claims are a valid token's
+    (iss that issuer, org_id an org, exp ahead)."""
+    body = json.dumps(claims)
+    hdr = json.dumps({"alg": "ES256", "kid": "p256", "typ": "JWT"})
+    es = mint(k.p256, "ES256", claims, kid="p256")
+    h, p, s = es.split(".")
+    no_org = {c: v for c, v in claims.items() if c != "org_id"}
+    later = {"jku": "https://attacker.example/jwks", "x5u": "https://attacker.example/cert",
+             "jwk": jwk(k.p256), "x5c": ["MIIB"]}
+    attacks = [
+        ("alg none", b64('{"alg":"none","kid":"p256"}') + "." + b64(body) + ".", "invalid_jwt"),
+        ("alg none with a signature",
+         b64('{"alg":"none","kid":"p256"}') + "." + b64(body) + "." + b64(b"x" * 64), "invalid_jwt"),
+        ("HS256 keyed with the issuer's public key (algorithm confusion)",
+         hs256_with(public_pem(k.rsa), {"alg": "HS256", "kid": "rsa"}, claims), "invalid_jwt"),
+        ("ES256 header with an RSA key's kid",
+         sign_raw(k.p256, "ES256", json.dumps({"alg": "ES256", "kid": "rsa"}), body), "alg_mismatch"),
+        ("an RS256 token naming an Ed25519 key",
+         mint(k.rsa, "RS256", claims, kid="ed"), "alg_mismatch"),
+    ]
+    attacks += [("a %s header" % name, mint(k.p256, "ES256", claims, kid="p256", headers={name: v}),
+                 "invalid_jwt") for name, v in later.items()]
+    attacks += [
+        ("a crit header", mint(k.p256, "ES256", claims, kid="p256", headers={"crit": ["exp"]}), "invalid_jwt"),
+        ("an ES256 signature in DER", der_signature(es, 32), "bad_signature"),
+        ("an ES384 signature in DER", der_signature(mint(k.p384, "ES384", claims, kid="p384"), 48), "bad_signature"),
+        ("a signature by another key", mint(k.rsa2, "RS256", claims, kid="rsa"), "bad_signature"),
+        ("a changed payload", h + "." + b64(json.dumps(dict(claims, sub="someone-else"))) + "." + s, "bad_signature"),
+        ("bad base64url (standard alphabet)",
+         h + "." + p + "." + s.replace("-", "+").replace("_", "/") + "+/", "invalid_jwt"),
+        ("bad base64url (padding)", h + "=." + p + "." + s, "invalid_jwt"),
+        ("a duplicate kid in the header",
+         sign_raw(k.p256, "ES256", '{"alg":"ES256","kid":"p256","kid":"rsa"}', body), "invalid_jwt"),
+        ("a duplicate alg in the header",
+         sign_raw(k.p256, "ES256", '{"alg":"ES256","alg":"HS256","kid":"p256"}', body), "invalid_jwt"),
+        ("a duplicate org claim",
+         sign_raw(k.p256, "ES256", hdr, body[:-1] + ', "org_id": "%s"}' % claims["org_id"]), "invalid_jwt"),
+        ("a duplicate iss claim",
+         sign_raw(k.p256, "ES256", hdr, body[:-1] + ', "iss": "https://other.example/"}'), "invalid_jwt"),
+        ("trailing data after the payload's JSON", sign_raw(k.p256, "ES256", hdr, body + " {}"), "invalid_jwt"),
+        ("trailing data after the header's JSON", sign_raw(k.p256, "ES256", hdr + "x", body), "invalid_jwt"),
+        ("a fourth segment", es + ".e30", "invalid_jwt"),
+        ("a token over 8 KiB", mint(k.p256, "ES256", dict(claims, pad="p" * 8200), kid="p256"), "invalid_jwt"),
+        ("an unknown kid", mint(k.p256, "ES256", claims, kid="no-such-kid"), "unknown_kid"),
+        ("no kid with a JWKS of several keys", mint(k.p256, "ES256", claims), "unknown_kid"),
+        ("an unknown issuer",
+         mint(k.p256, "ES256", dict(claims, iss="https://unknown.example/"), kid="p256"), "unknown_issuer"),
+        ("an expired token (past the 30 s leeway)",
+         mint(k.p256, "ES256", dict(claims, exp=now() - 60), kid="p256"), "invalid_claims"),
+        ("a token not yet valid (nbf)",
+         mint(k.p256, "ES256", dict(claims, nbf=now() + 120), kid="p256"), "invalid_claims"),
+        ("a token without its org claim", mint(k.p256, "ES256", no_org, kid="p256"), "invalid_claims"),
+    ]
+    return attacks
