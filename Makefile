@@ -14,15 +14,15 @@
 EXTENSION  = sdr_creds
 MODULE_big = sdr_creds
 OBJS       = src/json.o src/metadata.o src/results.o src/statements.o src/redact.o src/settings.o \
-             src/keyring.o src/crypto.o src/jwt.o src/org_context.o src/usage.o src/monitor.o \
-             src/rows.o src/api_keys.o src/auth.o src/oauth_clients.o src/refresh.o \
+             src/keyring.o src/crypto.o src/jwt.o src/jwk.o src/org_context.o src/usage.o src/monitor.o \
+             src/rows.o src/api_keys.o src/issuers.o src/auth.o src/oauth_clients.o src/refresh.o \
              src/credentials.o src/sdr_creds.o
-DATA       = sql/sdr_creds--1.0.sql sql/sdr_creds--1.0--1.1.sql
+DATA       = sql/sdr_creds--1.0.sql sql/sdr_creds--1.0--1.1.sql sql/sdr_creds--1.1--1.2.sql
 REGRESS    = setup crypto auth credentials isolation context privileges keyring usage refresh
 REGRESS_OPTS = --dbname=sdr_creds_regress
-ISOLATION  = revoke_uncached revoke_cached key_expiry key_delete revoke_rollback revoke_replica store_upsert refresh_claim
+ISOLATION  = revoke_uncached revoke_cached key_expiry key_delete revoke_rollback revoke_replica store_upsert refresh_claim issuer_rotate
 ISOLATION_OPTS = --load-extension=pgcrypto --load-extension=sdr_creds
-SHLIB_LINK = -lsodium
+SHLIB_LINK = -lsodium -lcrypto
 PG_CPPFLAGS = -Isrc
 PG_CFLAGS  = -Wall -Wextra -Werror -Wno-unused-parameter
 # SANITIZE=1: UBSan in the extension (ASan cannot run inside a backend that

@@ -1,6 +1,6 @@
 /*
- * auth.c: who the caller is. Takes an API key (api_keys.c) or an HS256 JWT
- * (jwt.c), from an argument, from header values or from PostgREST's
+ * auth.c: who the caller is. Takes an API key (api_keys.c), a JWT signed by
+ * a configured issuer (issuers.c) or an HS256 JWT (jwt.c), from an argument, from header values or from PostgREST's
  * request.headers, and sets the caller's org context. Every failure is the
  * same PT401 error; none says why, and none echoes what was presented.
  */
@@ -9,11 +9,13 @@
 #include <time.h>
 
 #include "api_keys.h"
+#include "issuers.h"
 #include "json.h"
 #include "jwt.h"
 #include "monitor.h"
 #include "org_context.h"
 #include "redact.h"
+#include "results.h"
 #include "settings.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -50,13 +52,12 @@ api_key_authenticate(const char *key, pg_uuid_t *org, char *principal)
 			 DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&id))));
 }
 
-/* A JWT; principal receives "jwt:<its sub>" ("jwt:-" without one). */
+/* An HS256 JWT under sdr_creds.jwt_secret; sub receives its sub claim. */
 static void
-jwt_authenticate(const char *token, pg_uuid_t *org, char *principal)
+hs256_authenticate(const char *token, pg_uuid_t *org, char *sub)
 {
 	const char *secret = sdr_jwt_secret;
 	size_t		secret_len = secret ? strlen(secret) : 0;
-	char		sub[JWT_SUB_MAX + 1];
 
 	if (secret_len < JWT_SECRET_MIN_BYTES)
 		ereport(DEBUG1, (errmsg("sdr_creds: JWT refused: sdr_creds.jwt_secret is unset or shorter than %d bytes",
@@ -64,6 +65,23 @@ jwt_authenticate(const char *token, pg_uuid_t *org, char *principal)
 	if (!jwt_verify(token, strlen(token), secret, secret_len, sdr_jwt_audience,
 					(double) time(NULL), org->data, sub))
 		unauthorized("jwt:-", "jwt", "invalid_jwt");
+}
+
+/*
+ * A JWT: signed by a configured issuer's key (issuers.c), or HS256 under
+ * sdr_creds.jwt_secret; principal receives "jwt:<its sub>" ("jwt:-" without one).
+ */
+static void
+jwt_authenticate(const char *token, pg_uuid_t *org, char *principal)
+{
+	char		sub[JWT_SUB_MAX + 1];
+	IssuerTokenCheck check = issuer_token_verify(token, strlen(token), (double) time(NULL),
+												 org, sub);
+
+	if (check == ISSUER_TOKEN_HS256)
+		hs256_authenticate(token, org, sub);
+	else if (check != ISSUER_TOKEN_VALID)
+		unauthorized("jwt:-", "jwt", issuer_token_reasons[check]);
 	/* not a secret: the verified token's sub, at most 64 characters of
 	 * [A-Za-z0-9._@:+-] (jwt.c): no API key fits (no '_'), nor a signed
 	 * HS256 JWT (68 characters at least) */
@@ -150,13 +168,6 @@ require_org(pg_uuid_t *org, Oid caller)
 	if (org_context_get(org, caller) || authenticate_from_request(org, caller))
 		return;
 	unauthorized("-", "unknown", "no_credentials");
-}
-
-/* A text argument as a C string, or NULL. */
-static char *
-text_arg(FunctionCallInfo fcinfo, int n)
-{
-	return PG_ARGISNULL(n) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(n));
 }
 
 typedef enum

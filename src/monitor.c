@@ -63,7 +63,8 @@ is_write(ApiAction action)
 	return action == ACT_STORE || action == ACT_DELETE || action == ACT_CREATE_API_KEY ||
 		action == ACT_REVOKE_API_KEY || action == ACT_ROTATE_KEYS ||
 		action == ACT_SET_OAUTH_CLIENT || action == ACT_DELETE_OAUTH_CLIENT ||
-		action == ACT_REQUEST_REFRESH || action == ACT_REFRESH;
+		action == ACT_REQUEST_REFRESH || action == ACT_REFRESH || action == ACT_SET_ISSUER ||
+		action == ACT_DELETE_ISSUER;
 }
 
 /*

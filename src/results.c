@@ -54,3 +54,9 @@ srf_begin(FunctionCallInfo fcinfo)
 	MemoryContextSwitchTo(old);
 #endif
 }
+
+char *
+text_arg(FunctionCallInfo fcinfo, int n)
+{
+	return PG_ARGISNULL(n) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(n));
+}

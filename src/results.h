@@ -14,6 +14,9 @@ extern text *json_result(StringInfo out);
 /* (created boolean, credential json) and similar two-column results. */
 extern Datum pair_result(FunctionCallInfo fcinfo, Datum a, Datum b);
 
+/* A text argument as a C string, or NULL. */
+extern char *text_arg(FunctionCallInfo fcinfo, int n);
+
 /* Starts a set-returning function's result as a tuplestore. */
 extern void srf_begin(FunctionCallInfo fcinfo);
 

@@ -11,6 +11,7 @@
 #include "statements.h"
 
 #include "catalog/namespace.h"
+#include "commands/trigger.h"
 #include "crypto.h"
 #include "executor/spi.h"
 #include "utils/inval.h"
@@ -21,6 +22,7 @@ static const char *const rel_names[REL_COUNT] = {
 	[REL_CREDENTIALS_BY_PROVIDER] = "credentials_org_provider",
 	[REL_API_KEYS] = "api_keys",
 	[REL_API_KEYS_BY_HASH] = "api_keys_key_hash_key",
+	[REL_ISSUERS] = "issuers",
 };
 
 static Oid	rel_oids[REL_COUNT];
@@ -33,31 +35,62 @@ forget_relids(Datum arg, Oid relid)
 			rel_oids[i] = InvalidOid;
 }
 
-Oid
-sdr_relid_known(SdrRelation rel)
+bool
+sdr_relid_concerned(SdrRelation rel, Oid relid)
 {
+	Oid			known = rel_oids[rel];
+
+	return relid == InvalidOid || known == InvalidOid || relid == known;
+}
+
+void
+sdr_relcache_watch(RelcacheCallbackFunction callback, bool *watching)
+{
+	if (!*watching)
+	{
+		CacheRegisterRelcacheCallback(callback, (Datum) 0);
+		*watching = true;
+	}
+}
+
+struct TriggerData *
+sdr_invalidating_trigger(FunctionCallInfo fcinfo, const char *name)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be called as a trigger", name)));
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return trigdata;
+}
+
+Datum
+sdr_trigger_result(const struct TriggerData *trigdata)
+{
+	return PointerGetDatum(TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ? trigdata->tg_trigtuple : NULL);
+}
+
+Oid
+sdr_relid_if_exists(SdrRelation rel)
+{
+	static bool watching = false;
+
+	sdr_relcache_watch(forget_relids, &watching);
+	if (!OidIsValid(rel_oids[rel]))
+		rel_oids[rel] = get_relname_relid(rel_names[rel], get_namespace_oid(SDR_SCHEMA, false));
 	return rel_oids[rel];
 }
 
 Oid
 sdr_relid(SdrRelation rel)
 {
-	static bool watching = false;
+	Oid			relid = sdr_relid_if_exists(rel);
 
-	if (!watching)
-	{
-		CacheRegisterRelcacheCallback(forget_relids, (Datum) 0);
-		watching = true;
-	}
-	if (!OidIsValid(rel_oids[rel]))
-	{
-		Oid			relid = get_relname_relid(rel_names[rel], get_namespace_oid(SDR_SCHEMA, false));
-
-		if (!OidIsValid(relid))
-			elog(ERROR, "sdr_creds: relation %s.%s is missing", SDR_SCHEMA, rel_names[rel]);
-		rel_oids[rel] = relid;
-	}
-	return rel_oids[rel];
+	if (!OidIsValid(relid))
+		elog(ERROR, "sdr_creds: relation %s.%s is missing", SDR_SCHEMA, rel_names[rel]);
+	return relid;
 }
 
 int
@@ -175,6 +208,12 @@ static const struct
 		" FROM sdr_creds.credentials c WHERE c.id" EQ "$1 FOR UPDATE OF c SKIP LOCKED", NULL, 1, {UUIDOID}},
 	[S_REFRESH_REQUEST_SET] = {"UPDATE sdr_creds.credentials SET refresh_requested_at = $2,"
 		" refresh_retry_at = NULL WHERE id" EQ "$1", NULL, 2, {UUIDOID, TIMESTAMPTZOID}},
+	[S_ISSUER_UPSERT] = {"INSERT INTO sdr_creds.issuers (issuer, jwks, audience, org_claim)"
+		" VALUES ($1, $2, $3, $4) ON CONFLICT (issuer) DO UPDATE SET jwks = EXCLUDED.jwks,"
+		" audience = EXCLUDED.audience, org_claim = EXCLUDED.org_claim, updated_at = pg_catalog.now()"
+		" RETURNING pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(jwks::text, 'UTF8')), 'hex')",
+	NULL, 4, {TEXTOID, JSONBOID, TEXTOID, TEXTOID}},
+	[S_ISSUER_DELETE] = {"DELETE FROM sdr_creds.issuers WHERE issuer" EQ "$1", NULL, 1, {TEXTOID}},
 };
 
 static SPIPlanPtr plans[2][S_COUNT];	/* [v1 form?][statement] */

@@ -30,7 +30,8 @@ const char *const api_action_names[ACT_COUNT] = {
 	[ACT_REVOKE_API_KEY] = "revoke_api_key", [ACT_ROTATE_KEYS] = "rotate_keys",
 	[ACT_SET_OAUTH_CLIENT] = "set_oauth_client", [ACT_DELETE_OAUTH_CLIENT] = "delete_oauth_client",
 	[ACT_LIST_OAUTH_CLIENTS] = "list_oauth_clients", [ACT_REQUEST_REFRESH] = "request_refresh",
-	[ACT_REFRESH] = "refresh",
+	[ACT_REFRESH] = "refresh", [ACT_SET_ISSUER] = "set_issuer",
+	[ACT_DELETE_ISSUER] = "delete_issuer",
 };
 
 #define LOCK_TRANCHE "sdr_creds usage"
