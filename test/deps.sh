@@ -6,6 +6,7 @@ pkgs=(gcc make pkg-config postgresql-15 postgresql-contrib postgresql-server-dev
       libpq-dev libsodium-dev libmicrohttpd-dev libcurl4-openssl-dev python3 python3-requests curl
       python3-prometheus-client python3-jsonschema clang libclang-rt-14-dev wrk gnuplot-nox
       libssl-dev python3-jwt python3-cryptography)
+pkgs+=(openssl)   # the refresher tests' throwaway CA and keys
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
