@@ -6,7 +6,9 @@
  * FOR UPDATE SKIP LOCKED: any number of refreshers may run), sends the RFC
  * 6749 section 6 refresh request with libcurl while the row stays locked,
  * and hands the answer to sdr_creds.refresh_record() in the same
- * transaction, which parses it and stores the new tokens.
+ * transaction, which parses it and stores the new tokens. With --jwks it
+ * also keeps issuers' public key sets current (sdr_creds.set_issuer()).
+ * Every request is fenced to public addresses unless allowed (fence.h).
  */
 #ifndef SDR_REFRESHER_H
 #define SDR_REFRESHER_H
