@@ -70,6 +70,7 @@ typedef struct CachedKey
 
 static HTAB *key_cache = NULL;
 static uint64 key_cache_generation = 0;
+static bool key_cache_watched = false;	/* key_cache_reset registered */
 
 static bytea *
 hash_bytea(const unsigned char *hash)
@@ -86,27 +87,12 @@ has_key_prefix(const char *key)
 static void
 key_cache_reset(Datum arg, Oid relid)
 {
-	Oid			keys = sdr_relid_known(REL_API_KEYS);
-
-	if (relid != InvalidOid && keys != InvalidOid && relid != keys)
+	if (!sdr_relid_concerned(REL_API_KEYS, relid))
 		return;
 	if (key_cache)
 		hash_destroy(key_cache);
 	key_cache = NULL;
 	key_cache_generation++;
-}
-
-/* Registered before the first lookup, so no invalidation goes unseen. */
-static void
-key_cache_watch(void)
-{
-	static bool watching = false;
-
-	if (!watching)
-	{
-		CacheRegisterRelcacheCallback(key_cache_reset, (Datum) 0);
-		watching = true;
-	}
 }
 
 static void
@@ -181,7 +167,7 @@ api_key_verify(const char *key, pg_uuid_t *org, pg_uuid_t *id)
 		return KEY_UNKNOWN;
 	crypto_hash_sha256(hash, (const unsigned char *) key, len);
 
-	key_cache_watch();
+	sdr_relcache_watch(key_cache_reset, &key_cache_watched);
 	AcceptInvalidationMessages();
 	cached = key_cache ? hash_search(key_cache, hash, HASH_FIND, NULL) : NULL;
 	if (cached)
@@ -350,14 +336,9 @@ PG_FUNCTION_INFO_V1(sdr_creds_api_keys_changed);
 Datum
 sdr_creds_api_keys_changed(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TriggerData *trigdata = sdr_invalidating_trigger(fcinfo, "sdr_creds.api_keys_changed()");
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("sdr_creds.api_keys_changed() must be called as a trigger")));
-	CacheInvalidateRelcache(trigdata->tg_relation);
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
 		report_revocation(trigdata);
-	return PointerGetDatum(TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ? trigdata->tg_trigtuple : NULL);
+	return sdr_trigger_result(trigdata);
 }

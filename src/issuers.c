@@ -20,7 +20,6 @@
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
-#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "json.h"
@@ -79,6 +78,7 @@ typedef struct CachedToken
 static IssuerSet *issuer_set = NULL;
 static HTAB *token_cache = NULL;
 static uint64 issuers_generation = 0;
+static bool issuers_watched = false;	/* issuers_reset registered */
 
 static void
 issuer_set_free(IssuerSet *set)
@@ -91,9 +91,7 @@ issuer_set_free(IssuerSet *set)
 static void
 issuers_reset(Datum arg, Oid relid)
 {
-	Oid			issuers = sdr_relid_known(REL_ISSUERS);
-
-	if (relid != InvalidOid && issuers != InvalidOid && relid != issuers)
+	if (!sdr_relid_concerned(REL_ISSUERS, relid))
 		return;
 	if (issuer_set)
 		issuer_set_free(issuer_set);
@@ -102,19 +100,6 @@ issuers_reset(Datum arg, Oid relid)
 		hash_destroy(token_cache);
 	token_cache = NULL;
 	issuers_generation++;
-}
-
-/* Registered before the first read, so no invalidation goes unseen. */
-static void
-issuers_watch(void)
-{
-	static bool watching = false;
-
-	if (!watching)
-	{
-		CacheRegisterRelcacheCallback(issuers_reset, (Datum) 0);
-		watching = true;
-	}
 }
 
 static char *
@@ -214,8 +199,8 @@ token_check(const char *token, size_t len, const IssuerSet *set, double now, Cac
 	if (!jwt_split(token, len, &parts))
 		return ISSUER_TOKEN_INVALID;
 	alg = jws_alg_named(parts.alg);
-	if (strcmp(parts.alg, "HS256") == 0 && !parts.key_in_header)
-		check = ISSUER_TOKEN_HS256;
+	if (strcmp(parts.alg, "HS256") == 0)
+		check = ISSUER_TOKEN_HS256;	/* sdr_creds.jwt_secret's, never an issuer's key */
 	else if (alg == JWS_NONE || parts.crit || parts.key_in_header ||
 			 (parts.has_kid && parts.kid[0] == '\0'))
 		check = ISSUER_TOKEN_INVALID;
@@ -249,7 +234,7 @@ issuer_token_verify(const char *token, size_t len, double now, pg_uuid_t *org, c
 	if (len > JWT_MAX_BYTES)
 		return ISSUER_TOKEN_INVALID;
 	crypto_hash_sha256(t.hash, (const unsigned char *) token, len);
-	issuers_watch();
+	sdr_relcache_watch(issuers_reset, &issuers_watched);
 	AcceptInvalidationMessages();
 	cached = token_cache ? hash_search(token_cache, t.hash, HASH_FIND, NULL) : NULL;
 	if (cached && (cached->refused_after < 0 || now < cached->refused_after))
@@ -422,12 +407,5 @@ PG_FUNCTION_INFO_V1(sdr_creds_issuers_changed);
 Datum
 sdr_creds_issuers_changed(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("sdr_creds.issuers_changed() must be called as a trigger")));
-	CacheInvalidateRelcache(trigdata->tg_relation);
-	return PointerGetDatum(TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ? trigdata->tg_trigtuple : NULL);
+	return sdr_trigger_result(sdr_invalidating_trigger(fcinfo, "sdr_creds.issuers_changed()"));
 }

@@ -27,17 +27,8 @@
 #include <openssl/rsa.h>
 #include <sodium.h>
 
-#include "common/jsonapi.h"
+#include "jsonlex.h"
 #include "jwk.h"
-#include "mb/pg_wchar.h"
-
-#if PG_VERSION_NUM >= 160000
-#define CALLBACK JsonParseErrorType
-#define DONE return JSON_SUCCESS
-#else
-#define CALLBACK void
-#define DONE return
-#endif
 
 static const char *const alg_names[JWS_COUNT] = {
 	[JWS_RS256] = "RS256", [JWS_RS384] = "RS384", [JWS_RS512] = "RS512", [JWS_PS256] = "PS256",
@@ -322,17 +313,26 @@ on_object_end(void *state)
 	DONE;
 }
 
+/* A value other than an object at level: refused where an object is needed. */
+static bool
+object_needed(Parse *p, int level)
+{
+	if (level == 0)
+		refuse(p, 0, "not a JSON object");
+	else if (level == 2 && p->in_keys_field)
+		refuse(p, 0, "a member of \"keys\" is not an object");
+	else
+		return false;
+	return true;
+}
+
 static CALLBACK
 on_array_start(void *state)
 {
 	Parse	   *p = state;
 	int			level = p->lex->lex_level;
 
-	if (level == 0)
-		refuse(p, 0, "not a JSON object");
-	else if (level == 2 && p->in_keys_field)
-		refuse(p, 0, "a member of \"keys\" is not an object");
-	else if (level == 3 && p->in_key && p->current != JM_OTHER)
+	if (!object_needed(p, level) && level == 3 && p->in_key && p->current != JM_OTHER)
 		refuse(p, p->index, "a key member is not a string");
 	DONE;
 }
@@ -372,24 +372,18 @@ on_scalar(void *state, char *token, JsonTokenType type)
 {
 	Parse	   *p = state;
 	int			level = p->lex->lex_level;
+	bool		read = level == 3 && p->in_key && p->current != JM_OTHER;
 
-	if (level == 0)
-		refuse(p, 0, "not a JSON object");
+	if (object_needed(p, level))
+		read = false;
 	else if (level == 1 && p->in_keys_field)
 		refuse(p, 0, "\"keys\" is not an array");
-	else if (level == 2 && p->in_keys_field)
-		refuse(p, 0, "a member of \"keys\" is not an object");
-	else if (level == 3 && p->in_key && p->current != JM_OTHER)
-	{
-		if (type != JSON_TOKEN_STRING)
-			refuse(p, p->index, "a key member is not a string");
-		else if (p->value[p->current] == NULL)
-		{
-			p->value[p->current] = token;
-			DONE;
-		}
-	}
-	pfree(token);
+	else if (read && type != JSON_TOKEN_STRING)
+		refuse(p, p->index, "a key member is not a string");
+	if (read && type == JSON_TOKEN_STRING && p->value[p->current] == NULL)
+		p->value[p->current] = token;	/* kept: freed by key_reset */
+	else
+		pfree(token);
 	DONE;
 }
 
@@ -409,7 +403,7 @@ jwks_parse(const char *json, size_t len, Jwks *out, int *key_index)
 {
 	JsonSemAction sem = {0};
 	Parse		p = {0};
-	JsonParseErrorType rc;
+	bool		valid;
 
 	out->nkeys = 0;
 	p.out = out;
@@ -419,24 +413,9 @@ jwks_parse(const char *json, size_t len, Jwks *out, int *key_index)
 	sem.array_start = on_array_start;
 	sem.object_field_start = on_field_start;
 	sem.scalar = on_scalar;
-#if PG_VERSION_NUM >= 170000
-	p.lex = makeJsonLexContextCstringLen(NULL, json, len, PG_UTF8, true);
-#else
-	p.lex = makeJsonLexContextCstringLen((char *) json, (int) len, PG_UTF8, true);
-#endif
-	rc = pg_parse_json(p.lex, &sem);
-#if PG_VERSION_NUM >= 170000
-	freeJsonLexContext(p.lex);
-#else
-	if (p.lex->strval)
-	{
-		pfree(p.lex->strval->data);
-		pfree(p.lex->strval);
-	}
-	pfree(p.lex);
-#endif
+	valid = json_parse_with(json, len, &sem, &p.lex);
 	key_reset(&p);
-	if (rc != JSON_SUCCESS)
+	if (!valid)
 		refuse(&p, 0, "not valid JSON");
 	else if (!p.keys_seen)
 		refuse(&p, 0, "no \"keys\" array");

@@ -26,18 +26,9 @@
 
 #include <sodium.h>
 
-#include "common/jsonapi.h"
+#include "jsonlex.h"
 #include "jwt.h"
-#include "mb/pg_wchar.h"
 #include "hex.h"
-
-#if PG_VERSION_NUM >= 160000
-#define CALLBACK JsonParseErrorType
-#define DONE return JSON_SUCCESS
-#else
-#define CALLBACK void
-#define DONE return
-#endif
 
 /* The fields read from a header or payload; each seen at most once. */
 typedef enum
@@ -267,36 +258,20 @@ static bool
 parse_claims(char *json, size_t len, Claims *c)
 {
 	JsonSemAction sem = {0};
-	JsonParseErrorType rc;
+	bool		ok;
 
 	sem.semstate = c;
 	sem.object_start = on_object_start;
 	sem.array_start = on_array_start;
 	sem.object_field_start = on_field_start;
 	sem.scalar = on_scalar;
-#if PG_VERSION_NUM >= 170000
-	c->lex = makeJsonLexContextCstringLen(NULL, json, len, PG_UTF8, true);
-#else
-	c->lex = makeJsonLexContextCstringLen(json, (int) len, PG_UTF8, true);
-#endif
 	if (c->org_claim == NULL)
 		c->org_claim = "org_id";
-	rc = pg_parse_json(c->lex, &sem);
+	ok = json_parse_with(json, len, &sem, &c->lex);
 	for (int l = 0; l <= PATH_MAX_DEPTH; l++)
 		if (c->path[l])
 			pfree(c->path[l]);
-#if PG_VERSION_NUM >= 170000
-	freeJsonLexContext(c->lex);
-#else
-	if (c->lex->strval)
-	{
-		pfree(c->lex->strval->data);
-		pfree(c->lex->strval);
-	}
-	pfree(c->lex);
-#endif
-	c->lex = NULL;
-	return rc == JSON_SUCCESS && c->root_object && !c->bad;
+	return ok && c->root_object && !c->bad;
 }
 
 /* base64url without padding into a palloc'd buffer; NULL if invalid or empty. */

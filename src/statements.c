@@ -11,6 +11,7 @@
 #include "statements.h"
 
 #include "catalog/namespace.h"
+#include "commands/trigger.h"
 #include "crypto.h"
 #include "executor/spi.h"
 #include "utils/inval.h"
@@ -34,10 +35,41 @@ forget_relids(Datum arg, Oid relid)
 			rel_oids[i] = InvalidOid;
 }
 
-Oid
-sdr_relid_known(SdrRelation rel)
+bool
+sdr_relid_concerned(SdrRelation rel, Oid relid)
 {
-	return rel_oids[rel];
+	Oid			known = rel_oids[rel];
+
+	return relid == InvalidOid || known == InvalidOid || relid == known;
+}
+
+void
+sdr_relcache_watch(RelcacheCallbackFunction callback, bool *watching)
+{
+	if (!*watching)
+	{
+		CacheRegisterRelcacheCallback(callback, (Datum) 0);
+		*watching = true;
+	}
+}
+
+struct TriggerData *
+sdr_invalidating_trigger(FunctionCallInfo fcinfo, const char *name)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be called as a trigger", name)));
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return trigdata;
+}
+
+Datum
+sdr_trigger_result(const struct TriggerData *trigdata)
+{
+	return PointerGetDatum(TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ? trigdata->tg_trigtuple : NULL);
 }
 
 Oid
@@ -45,11 +77,7 @@ sdr_relid_if_exists(SdrRelation rel)
 {
 	static bool watching = false;
 
-	if (!watching)
-	{
-		CacheRegisterRelcacheCallback(forget_relids, (Datum) 0);
-		watching = true;
-	}
+	sdr_relcache_watch(forget_relids, &watching);
 	if (!OidIsValid(rel_oids[rel]))
 		rel_oids[rel] = get_relname_relid(rel_names[rel], get_namespace_oid(SDR_SCHEMA, false));
 	return rel_oids[rel];

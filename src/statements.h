@@ -7,6 +7,8 @@
 
 #include "sdr_creds.h"
 
+#include "utils/inval.h"
+
 #define SDR_SCHEMA "sdr_creds"
 
 /* Relations read directly (index scans) rather than through SQL. */
@@ -25,8 +27,24 @@ extern Oid	sdr_relid(SdrRelation rel);
 
 /* The relation's OID, or InvalidOid if it does not exist (a table of a later version). */
 extern Oid	sdr_relid_if_exists(SdrRelation rel);
-/* The cached OID, or InvalidOid if not looked up (safe in invalidation callbacks). */
-extern Oid	sdr_relid_known(SdrRelation rel);
+/*
+ * For a per-backend cache of a table's rows: whether a relcache invalidation
+ * of relid (InvalidOid: of all) may concern rel (in the invalidation callback),
+ * and registering that callback once, before the first read of the table, so
+ * no invalidation goes unseen.
+ */
+extern bool sdr_relid_concerned(SdrRelation rel, Oid relid);
+extern void sdr_relcache_watch(RelcacheCallbackFunction callback, bool *watching);
+
+/*
+ * The body of a trigger that empties those caches: invalidates the table's
+ * relcache entry in every backend at commit (and on standbys at replay);
+ * returns the trigger's data. name is the trigger function's, for the error
+ * when it is called otherwise.
+ */
+extern struct TriggerData *sdr_invalidating_trigger(FunctionCallInfo fcinfo, const char *name);
+/* What such a trigger returns. */
+extern Datum sdr_trigger_result(const struct TriggerData *trigdata);
 
 typedef enum
 {

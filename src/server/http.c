@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +58,7 @@ struct request
 	size_t		body_cap;
 	size_t		received;		/* body bytes sent by the client */
 	bool		too_large;
+	bool		bearer;			/* presented a token in Authorization: Bearer (no X-API-Key) */
 	struct refresh_waiter *waiter;	/* POST .../refresh: waiting for the refresher */
 	struct MHD_Connection *conn;
 	struct db_job job;			/* its statement, while the connection is suspended */
@@ -97,8 +99,10 @@ queue(struct MHD_Connection *c, struct request *r, int status,
 							r->m.action == ACT_METRICS && status == 200 ?
 							METRICS_CONTENT_TYPE : "application/json");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	/* RFC 6750 section 3.1: a presented Bearer token that failed is invalid_token */
 	if (status == 401)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+								r->bearer ? "Bearer error=\"invalid_token\"" : "Bearer");
 	if (allow)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
 	if (retry)
@@ -343,6 +347,9 @@ dispatch(struct MHD_Connection *c, struct request *r)
 	 * fail to send them as text) */
 	api_key = header(c, "X-API-Key");
 	authorization = header(c, MHD_HTTP_HEADER_AUTHORIZATION);
+	r->bearer = api_key == NULL && authorization != NULL &&
+		strncasecmp(authorization, "Bearer ", 7) == 0 &&
+		authorization[7 + strspn(authorization + 7, " ")] != '\0';
 	if ((api_key && !utf8_valid(api_key, strlen(api_key))) ||
 		(authorization && !utf8_valid(authorization, strlen(authorization))))
 		return respond_detail(c, r, 401, MSG_UNAUTHORIZED, NULL, false);

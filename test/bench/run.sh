@@ -2,7 +2,9 @@
 # make bench: the performance targets, measured as ratios in one run, on a throwaway cluster.
 #   1. in-database get_by_provider (API-key auth + decryption), pgbench -M prepared -c 8,
 #      against a plaintext point select of the same row as JSON; the same with every
-#      call audited;
+#      call audited; the same authenticated by an identity provider's JWT (ES256 and
+#      RS256, one token reused, against the API-key figure; and a random one of
+#      BENCH_TOKENS, default 20,000, per call);
 #   2. the realistic load: 10,000 orgs x 3 providers, a random org's API key on every
 #      call, in the database (pgbench) and over HTTP (wrk with random_key.lua);
 #   3. HTTP get by provider with wrk -c 32, one key and random keys, each against its
@@ -78,6 +80,24 @@ INSERT INTO bench_plain VALUES (gen_random_uuid(), '$org', 'salesforce', 'https:
 GRANT SELECT ON bench_plain TO bench_app;
 SQL
 key=$(psql -XAtq -d bench -c "SELECT sdr_creds.create_api_key('$org', 'bench') ->> 'key'")
+
+# Bearer JWTs of an identity provider (python3-jwt, throwaway keys): an issuer with an
+# RS256 and an ES256 key, one token of each reused, and BENCH_TOKENS of each in bench_tokens.
+ntokens=${BENCH_TOKENS:-20000}
+bearer=
+if /usr/bin/python3 test/bench/bearer_tokens.py "$org" "$ntokens" "$work" 2>"$work/bearer.err"; then
+  bearer=1
+  psql -Xq -d bench -v ON_ERROR_STOP=1 >/dev/null <<SQL
+\set jwks \`cat '$work/jwks.json'\`
+SELECT sdr_creds.set_issuer('https://bench.example.auth0.com/', :'jwks'::jsonb);
+CREATE TABLE bench_tokens (id integer PRIMARY KEY, token text NOT NULL);
+\copy bench_tokens FROM '$work/tokens.tsv'
+VACUUM ANALYZE bench_tokens;
+GRANT SELECT ON bench_tokens TO bench_app;
+SQL
+else
+  echo "bench: no Bearer figures (test/bench/bearer_tokens.py failed; python3-jwt missing?)"
+fi
 
 # The realistic load: 10,000 orgs x 3 providers (crm1..crm3), an API key per org,
 # kept in bench_keys (for pgbench) and in a key file (for wrk).
@@ -173,8 +193,19 @@ set_audit() {
   psql -Xq -c "ALTER SYSTEM SET sdr_creds.audit = '$1'" -c "SELECT pg_reload_conf()" >/dev/null
   until [ "$(psql -XAtq -d bench -c "SHOW sdr_creds.audit")" = "$1" ]; do sleep 0.05; done
 }
+run_bearer() {  # NAME FILE [pgbench -D ...]: results in $work/NAME.tps
+  local name=$1 file=$2; shift 2
+  pgbench -n -M prepared -c 8 -j 2 -T "$secs" -U bench_app "$@" -f "test/bench/$file.pgbench" bench 2>&1 |
+    sed -n 's/^tps = \([0-9.]*\) .*/\1/p' >> "$work/$name.tps"
+}
 for i in $(seq "$rounds"); do
   run_pgbench plain_select; run_pgbench get_by_provider
+  if [ -n "$bearer" ]; then
+    run_bearer bearer_es256 bearer_one -D token="$(cat "$work/es256")"
+    run_bearer bearer_rs256 bearer_one -D token="$(cat "$work/rs256")"
+    run_bearer bearer_es256_new bearer_random -D first=1 -D ntokens="$ntokens"
+    run_bearer bearer_rs256_new bearer_random -D first=$((ntokens + 1)) -D ntokens="$ntokens"
+  fi
   # every call audited (one log line per request) with the usage statistics on
   set_audit all; run_pgbench get_by_provider_audited; set_audit writes
   run_pgbench get_random_key
@@ -188,6 +219,14 @@ audited=$(median "$work/get_by_provider_audited.tps")
 echo "  with sdr_creds.audit = all (one log line per call), in the same rounds: ${audited} tps, ratio $(ratio "$audited" "$plain") (target >= 0.85)"
 echo "in-database, a random key of ${nkeys} orgs x 3 providers per call: ${creds10k} tps"
 fig plain_select_tps "$plain"; fig get_by_provider_tps "$creds"
+if [ -n "$bearer" ]; then
+  for alg in es256 rs256; do
+    one=$(median "$work/bearer_$alg.tps"); new=$(median "$work/bearer_${alg}_new.tps")
+    echo "in-database, Bearer JWT ${alg^^} (an identity provider's key), one token reused: ${one} tps, ratio to the API key $(ratio "$one" "$creds") (target >= 0.9)"
+    echo "  a random one of ${ntokens} tokens per call (each checked once per backend, then cached): ${new} tps, ratio to a random API key $(ratio "$new" "$(median "$work/get_random_key.tps")")"
+    fig bearer_${alg}_tps "$one"; fig bearer_${alg}_new_tps "$new"
+  done
+fi
 fig get_by_provider_audited_tps "$audited"; fig get_random_key_tps "$creds10k"
 
 if [ -n "$http" ]; then

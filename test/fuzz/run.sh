@@ -21,17 +21,19 @@ if [ "$mode" = fuzz ]; then seconds=${1:-60}; shift $(( $# > 0 )); fi
 build=build
 mkdir -p "$build"
 inc="-I$(pg_config --includedir-server) -I$(pg_config --includedir)"
-libs="-L$(pg_config --pkglibdir) -lpgcommon -lpgport -lsodium -L$(pg_config --libdir) -lpq"
+libs="-L$(pg_config --pkglibdir) -lpgcommon -lpgport -lsodium -lcrypto -L$(pg_config --libdir) -lpq"
 cflags="-g -O1 -Wall -Wno-ignored-attributes -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
 
 declare -A sources=(
   [jwt]="../../src/jwt.c jwt_fuzz.c"
+  [jwks]="../../src/jwk.c ../../src/jwt.c jwks_fuzz.c"
   [route]="route_fuzz.c ../../src/server/routes.c"
   [body]="body_fuzz.c"
   [args]="args_fuzz.c"
 )
 declare -A asan=(
   [jwt]="detect_leaks=0"
+  [jwks]="detect_leaks=0"
   [route]="detect_leaks=1"
   [body]="detect_leaks=1"
   [args]="detect_leaks=1"

@@ -638,7 +638,7 @@ def t_jwt_attacks():
     bad = []
     for name, tok in cases.items():
         r = req("GET", GET_SF, headers={"Authorization": "Bearer " + tok})
-        if r.status != 401 or r.header("www-authenticate") != "Bearer" or detail(r) != UNAUTHORIZED:
+        if r.status != 401 or r.header("www-authenticate") != 'Bearer error="invalid_token"' or detail(r) != UNAUTHORIZED:
             bad.append("JWT %s: %d %s %s" % (name, r.status, r.header("www-authenticate"), r.body[:120]))
     live = ctx["key_a"]
     assert live.startswith("sk_live_"), "API keys start with sk_live_"

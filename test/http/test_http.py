@@ -20,6 +20,8 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "jwt"))
+import tokens as jose  # noqa: E402  (python3-jwt: tokens of identity providers)
 from harness import (HERE, Server, diag, eq, finish, jwt, parse_raw, pg_ctl, psql,  # noqa: E402
                      raw, request, secret, seen, sql_literal, wait_until)
 import harness  # noqa: E402
@@ -338,6 +340,45 @@ def t_bearer_jwt():
     expect(r, 200)
 
 
+def t_bearer_identity_provider():
+    """Tokens minted by python3-jwt against an Auth0-shaped JWKS (issue 18)."""
+    k = jose.Keys()
+    iss, aud, claim = "https://dev-example.us.auth0.com/", "https://api.example.com", "https://example.com/org_id"
+    psql("SELECT sdr_creds.set_issuer(%s, %s::jsonb, %s, %s)" % (
+        sql_literal(iss), sql_literal(json.dumps(jose.auth0_jwks(k))), sql_literal(aud), sql_literal(claim)))
+    now = int(time.time())
+    claims = {"iss": iss, "aud": [aud], "sub": "auth0|user-18", claim: ORG_A, "exp": now + 600, "iat": now}
+    path = "/integration-credentials/provider/salesforce"
+    es = secret(jose.mint(k.p256, "ES256", claims, kid="auth0-es256-kid"))
+    rs = secret(jose.mint(k.rsa, "RS256", claims, kid="auth0-kid-1"))
+    for name, tok in (("ES256", es), ("RS256", rs)):
+        for _ in range(3):  # the same token again: from the backends' verified-token caches
+            r = req("GET", path, headers={"Authorization": "Bearer " + tok})
+            expect(r, 200)
+            eq(r.json()["id"], ctx["sf"]["id"], name + " token reads org A's credential")
+    bad = {
+        "unknown kid": jose.mint(k.p256, "ES256", claims, kid="no-such-kid"),
+        "DER signature": jose.der_signature(es, 32),
+        "jku header": jose.mint(k.p256, "ES256", claims, kid="auth0-es256-kid",
+                                headers={"jku": "https://attacker.example/jwks.json"}),
+        "HS256 keyed with the public key": jose.hs256_with(jose.public_pem(k.rsa), {"alg": "HS256", "kid": "auth0-kid-1"}, claims),
+        "another audience": jose.mint(k.p256, "ES256", dict(claims, aud="https://other.example"), kid="auth0-es256-kid"),
+    }
+    for name, tok in bad.items():
+        r = req("GET", path, headers={"Authorization": "Bearer " + secret(tok)})
+        expect(r, 401, UNAUTHORIZED)
+        eq(r.header("www-authenticate"), 'Bearer error="invalid_token"', name + ": WWW-Authenticate")
+    # the ES256 key removed: refused at once by every pooled connection that cached the token
+    doc = jose.auth0_jwks(k)
+    doc["keys"] = [j for j in doc["keys"] if j["kid"] != "auth0-es256-kid"]
+    psql("SELECT sdr_creds.set_issuer(%s, %s::jsonb, %s, %s)" % (
+        sql_literal(iss), sql_literal(json.dumps(doc)), sql_literal(aud), sql_literal(claim)))
+    for _ in range(4):
+        expect(req("GET", path, headers={"Authorization": "Bearer " + es}), 401, UNAUTHORIZED)
+    expect(req("GET", path, headers={"Authorization": "Bearer " + rs}), 200)
+    psql("SELECT sdr_creds.delete_issuer(%s)" % sql_literal(iss))
+
+
 def t_api_key_wins():
     # a valid key for A and a valid JWT for B: A's view
     r = req("GET", "/integration-credentials/", headers={**key("a"), **bearer("b")})
@@ -375,7 +416,11 @@ def t_401():
         for path in ("/integration-credentials/provider/salesforce", "/integration-credentials/",
                      "/integration-credentials/" + ctx["sf"]["id"], "/integration-credentials/not-a-uuid"):
             r = req("GET", path, headers=headers)
-            if (r.status != 401 or r.header("www-authenticate") != "Bearer"
+            auth = headers.get("Authorization", b"")
+            auth = auth if isinstance(auth, bytes) else auth.encode()
+            want = ('Bearer error="invalid_token"' if "X-API-Key" not in headers and auth.lower().startswith(b"bearer ")
+                    and auth[7:].strip() else "Bearer")
+            if (r.status != 401 or r.header("www-authenticate") != want
                     or r.header("content-type") != "application/json" or detail(r) != UNAUTHORIZED):
                 bad.append("%s %s: %d %s %s" % (name, path, r.status, r.header("www-authenticate"), r.body[:200]))
     r = req("DELETE", "/integration-credentials/" + ctx["sf"]["id"])
@@ -1104,6 +1149,8 @@ def main():
         ("http: DELETE", t_delete),
         ("http: DELETE 422 when not a UUID", t_delete_422),
         ("http: Bearer JWT works", t_bearer_jwt),
+        ("http: Bearer JWTs of an identity provider (ES256, RS256; Auth0-shaped JWKS), refusals, key removal",
+         t_bearer_identity_provider),
         ("http: X-API-Key wins over Authorization", t_api_key_wins),
         ("http: 401 with WWW-Authenticate for missing or invalid credentials", t_401),
         ("http: 403 for another org's credential", t_403_other_org),

@@ -72,10 +72,12 @@ def self_signed_cert(private_key, name):
 
 
 def auth0_jwks(k, kid="auth0-kid-1"):
-    """Auth0's /.well-known/jwks.json: RS256 keys with x5c, x5t."""
+    """Auth0's /.well-known/jwks.json: RS256 keys with x5c and x5t (the current
+    and the next), here with an ES256 key beside them."""
     x5c, x5t, _ = self_signed_cert(k.rsa, "dev-example.us.auth0.com")
     return {"keys": [jwk(k.rsa, alg="RS256", use="sig", kid=kid, x5c=[x5c], x5t=x5t),
-                     jwk(k.rsa2, alg="RS256", use="sig", kid=kid + "-next")]}
+                     jwk(k.rsa2, alg="RS256", use="sig", kid=kid + "-next"),
+                     jwk(k.p256, alg="ES256", use="sig", kid="auth0-es256-kid")]}
 
 
 def cognito_jwks(k):

@@ -2,7 +2,8 @@
 # A hot standby (pg_basebackup -R from the test cluster, streaming, on a Unix
 # socket and loopback) serves reads: authentication, decryption and the
 # usage statistics work there without writing; a key revoked on the primary
-# stops working on the standby once the revoke has replayed.
+# stops working on the standby once the revoke has replayed, and so does a
+# JWT whose key was removed from its issuer (tokens minted by python3-jwt).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 db=sdr_standby
@@ -74,12 +75,47 @@ check "standby routing: a POST is answered by the primary" \
   [ "$(statuses 1 POST '' '{"provider": "hubspot", "access_token": "made-up-standby-hs"}')" = "201=1" ]
 check "standby routing: the store ran on the primary" [ "$(calls primary store) $(calls standby store)" = "1 0" ]
 
+replayed() {  # waits until the standby has replayed what the primary wrote so far
+  local lsn; lsn=$(q -d "$db" -c "SELECT pg_current_wal_lsn()")
+  for _ in $(seq 200); do
+    [ "$(sq -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'")" = t ] && return
+    sleep 0.05
+  done
+}
+
+# An issuer's key removed on the primary: refused on the standby once replayed,
+# also by the server's standby connections, which verified (and cached) the token.
+mapfile -t jose < <(/usr/bin/python3 - "$(dirname "$0")/../jwt" "$org" <<'PY'
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import tokens as T
+k = T.Keys()
+both = {"keys": [T.jwk(k.p256, kid="sb-a", alg="ES256"), T.jwk(k.ed, kid="sb-b", alg="EdDSA")]}
+claims = {"iss": "https://standby.example/", "org_id": sys.argv[2], "sub": "standby", "exp": T.now() + 600}
+print(json.dumps(both))
+print(json.dumps({"keys": both["keys"][1:]}))
+print(T.mint(k.p256, "ES256", claims, kid="sb-a"))
+PY
+)
+bearer() {  # N GETs with the JWT -> their statuses, counted
+  for _ in $(seq "$1"); do
+    curl -s -o /dev/null -w '%{http_code}\n' -H "Authorization: Bearer ${jose[2]}" "$base/provider/salesforce"
+  done | sort | uniq -c | awk '{ printf "%s%s=%s", sep, $2, $1; sep = " " }'
+}
+q -d "$db" -c "SELECT sdr_creds.set_issuer('https://standby.example/', '${jose[0]}')" >/dev/null
+replayed
+check "standby: a JWT of an issuer authenticates there (20 GETs through the standby connections)" \
+  [ "$(bearer 20)" = "200=20" ]
+q -d "$db" -c "SELECT sdr_creds.set_issuer('https://standby.example/', '${jose[1]}')" >/dev/null
+replayed
+check "standby: once the removal of its key has replayed, the JWT gets 401 from the standby connections" \
+  [ "$(bearer 5)" = "401=5" ]
+refused=$(printf '%s\n' "\\set t '${jose[2]}'" "SELECT sdr_creds.authenticate(:'t');" | sq 2>&1)
+check "standby: ... and is refused over SQL there" grep -q "Invalid or missing authentication credentials" <<<"$refused"
+unset jose
+
 q -d "$db" -c "SELECT sdr_creds.revoke_api_key(id) FROM sdr_creds.api_keys WHERE org_id = '$org'" >/dev/null
-lsn=$(q -d "$db" -c "SELECT pg_current_wal_lsn()")
-for _ in $(seq 200); do
-  [ "$(sq -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'")" = t ] && break
-  sleep 0.05
-done
+replayed
 revoked=$(sq -c "SELECT sdr_creds.authenticate('$key')" 2>&1)
 check "standby: a key revoked on the primary is refused once the revoke has replayed" \
   grep -q "Invalid or missing authentication credentials" <<<"$revoked"

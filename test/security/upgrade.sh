@@ -14,17 +14,21 @@ q -d "$db" -c "CREATE EXTENSION sdr_creds VERSION '1.0' CASCADE" >/dev/null 2>&1
 version() { q -d "$1" -c "SELECT extversion FROM pg_extension WHERE extname = 'sdr_creds'"; }
 check "upgrade: installs version 1.0" [ "$(version "$db")" = 1.0 ]
 
-key=$(q -d "$db" -c "SELECT sdr_creds.create_api_key('${orgs[0]}', 'before upgrade') ->> 'key'")
-for org in "${orgs[@]}"; do
-  q -d "$db" >/dev/null <<SQL
+# Writes, through the API, a salesforce credential for each org (and a hubspot one with "hubspot").
+write_rows() {
+  for org in "${orgs[@]}"; do
+    q -d "$db" >/dev/null <<SQL
 BEGIN;
 SELECT sdr_creds.act_as('$org');
 SELECT sdr_creds.store('salesforce', 'https://$org.example', 'made-up-sf-$org',
   '{"instance_url": "https://$org.example", "refresh_token": "made-up-rt-$org", "api_version": "v58.0"}');
-SELECT sdr_creds.store('hubspot', NULL, 'made-up-hs-$org', '{"portal_id": "42"}');
+$([ "${1:-}" = hubspot ] && echo "SELECT sdr_creds.store('hubspot', NULL, 'made-up-hs-$org', '{\"portal_id\": \"42\"}');")
 COMMIT;
 SQL
-done
+  done
+}
+key=$(q -d "$db" -c "SELECT sdr_creds.create_api_key('${orgs[0]}', 'before upgrade') ->> 'key'")
+write_rows hubspot
 
 # Every row, read through the API as its org, as one text (ids, timestamps and all).
 read_all() {
@@ -103,14 +107,7 @@ createdb "$db"
 q -d "$db" -c "CREATE EXTENSION sdr_creds VERSION '1.1' CASCADE" >/dev/null 2>&1
 check "upgrade: installs version 1.1" [ "$(version "$db")" = 1.1 ]
 key=$(q -d "$db" -c "SELECT sdr_creds.create_api_key('${orgs[0]}', 'before 1.2') ->> 'key'")
-for org in "${orgs[@]}"; do
-  q -d "$db" >/dev/null <<SQL
-BEGIN;
-SELECT sdr_creds.act_as('$org');
-SELECT sdr_creds.store('salesforce', 'https://$org.example', 'made-up-sf-$org', '{"instance_url": "https://$org.example"}');
-COMMIT;
-SQL
-done
+write_rows
 before=$(read_all "$db")
 q -d "$db" -c "ALTER EXTENSION sdr_creds UPDATE" >/dev/null
 check "upgrade: 1.1 updates to 1.2" [ "$(version "$db")" = 1.2 ]
