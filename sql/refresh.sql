@@ -47,6 +47,20 @@ SELECT t.try(format('SELECT sdr_creds.set_oauth_client(%s)', a)) AS bad_client
                ($$'Not a provider', 'https://x/token', 'id', 'secret'$$)) v(a);
 SELECT json_array_length(sdr_creds.list_oauth_clients()) AS clients,
        sdr_creds.list_oauth_clients()::text LIKE '%made-up-client-secret%' AS secret_listed;
+-- sdr_creds.outbound_hosts (superuser): token URLs only to these hosts; empty: any.
+SET LOCAL sdr_creds.outbound_hosts = '*.salesforce.com, api.hubapi.example';
+SELECT u AS token_url, t.try(format('SELECT sdr_creds.set_oauth_client(%L, %L, %L, %L)', 'zoho', u, 'id', 'secret'))
+         AS outbound_hosts
+  FROM (VALUES ('https://api.hubapi.example/oauth/v1/token'), ('https://API.HubAPI.example:443/token'),
+               ('https://login.salesforce.com/services/oauth2/token'), ('https://a.b.salesforce.com/token'),
+               ('https://salesforce.com/token'), ('https://evilsalesforce.com/token'),
+               ('https://api.hubapi.example.evil.example/token'), ('https://10.0.0.1/token'),
+               ('https://api.hubapi.example@10.0.0.1/token'), ('https://login%2esalesforce.com/token'),
+               ('https://[::1]/token'), ('http://127.0.0.1:8080/token')) v(u);
+SET LOCAL sdr_creds.outbound_hosts = '';
+SELECT t.try($$SELECT sdr_creds.set_oauth_client('zoho', 'https://accounts.zoho.example/token', 'id', 'secret')$$)
+         AS outbound_hosts_empty;
+SELECT sdr_creds.delete_oauth_client('zoho') AS deleted;
 COMMIT;
 SELECT position(convert_to('made-up-client-secret', 'UTF8') IN secret) AS plaintext_at,
        length(secret) > 40 AS sealed FROM sdr_creds.oauth_clients WHERE org_id = :'org';

@@ -16,6 +16,7 @@
 #include "org_context.h"
 #include "results.h"
 #include "rows.h"
+#include "settings.h"
 #include "statements.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -78,6 +79,52 @@ token_url_is_valid(const char *url)
 
 		if (strncmp(host, loopback[i], n) == 0 && strchr(":/", host[n]) != NULL)
 			return true;
+	}
+	return false;
+}
+
+/* Whether host (len bytes) matches pattern: a name, or *.domain for any name ending in .domain. */
+static bool
+host_matches(const char *host, size_t len, const char *pattern, size_t plen)
+{
+	if (plen > 2 && pattern[0] == '*' && pattern[1] == '.')
+		return len > plen - 1 && pg_strncasecmp(host + len - (plen - 1), pattern + 1, plen - 1) == 0;
+	return len == plen && pg_strncasecmp(host, pattern, len) == 0;
+}
+
+/*
+ * Whether the token URL's host matches one of sdr_creds.outbound_hosts (any
+ * host when it is empty). The host is what libcurl connects to: after any
+ * userinfo, before the port; one with '%' or '\' matches nothing.
+ */
+static bool
+token_host_allowed(const char *url)
+{
+	const char *host = strstr(url, "://") + 3;	/* token_url_is_valid() checked the scheme */
+	const char *end = host + strcspn(host, "/?#");
+	const char *at;
+	const char *close;
+	const char *p = sdr_outbound_hosts;
+
+	if (p == NULL || p[strspn(p, " ,")] == '\0')
+		return true;
+	while ((at = memchr(host, '@', end - host)) != NULL)
+		host = at + 1;
+	if (*host == '[' && (close = memchr(host, ']', end - host)) != NULL)
+		end = close + 1;
+	else
+		end = host + strcspn(host, ":/?#");
+	if (end == host || memchr(host, '%', end - host) || memchr(host, '\\', end - host))
+		return false;
+	while (*p)
+	{
+		size_t		n;
+
+		p += strspn(p, " ,");
+		n = strcspn(p, " ,");
+		if (n > 0 && host_matches(host, end - host, p, n))
+			return true;
+		p += n;
 	}
 	return false;
 }
@@ -154,6 +201,8 @@ client_fields(FunctionCallInfo fcinfo, ClientFields *f)
 		SDR_ERROR("422", "provider must match ^[a-z0-9][a-z0-9_.-]{0,63}$");
 	if (!token_url_is_valid(client_field(args[1], "token_url", TOKEN_URL_MAX, true)))
 		SDR_ERROR("422", "token_url must be an https:// URL (http:// only to 127.0.0.1, localhost or [::1])");
+	if (!token_host_allowed(text_to_cstring(args[1])))
+		SDR_ERROR("422", "token_url's host is not in sdr_creds.outbound_hosts");
 	f->token_url = args[1];
 	f->client_id = client_field(args[2], "client_id", CLIENT_ID_MAX, true);
 	f->secret = client_field(args[3], "client_secret", CLIENT_SECRET_MAX, true);

@@ -1,6 +1,6 @@
 /*
  * settings.c: the extension's settings, read by the files that use them
- * (keyring.c, auth.c, monitor.c) and defined by settings_init() from _PG_init.
+ * (keyring.c, auth.c, monitor.c, oauth_clients.c) and defined by settings_init() from _PG_init.
  */
 #include "sdr_creds.h"
 
@@ -10,6 +10,7 @@
 char	   *sdr_keyring_file = NULL;
 char	   *sdr_jwt_secret = NULL;
 char	   *sdr_jwt_audience = NULL;
+char	   *sdr_outbound_hosts = NULL;
 int			sdr_audit = AUDIT_WRITES;
 
 static const struct config_enum_entry audit_levels[] = {
@@ -36,6 +37,10 @@ settings_init(void)
 							   "When set, JWTs must carry this aud claim.",
 							   NULL, &sdr_jwt_audience, NULL, PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
+	DefineCustomStringVariable("sdr_creds.outbound_hosts",
+							   "Host patterns token URLs may name (*.salesforce.com, api.hubapi.com); empty: any.",
+							   "Comma-separated; *.example.com matches any name ending in .example.com.",
+							   &sdr_outbound_hosts, "", PGC_SUSET, GUC_LIST_INPUT, NULL, NULL, NULL);
 	DefineCustomEnumVariable("sdr_creds.audit",
 							 "Which API calls write an audit line to the server log.",
 							 "none; writes (stores, deletes, key administration, and every failed "

@@ -9,6 +9,7 @@
 extern char *sdr_keyring_file;
 extern char *sdr_jwt_secret;
 extern char *sdr_jwt_audience;
+extern char *sdr_outbound_hosts;	/* sdr_creds.outbound_hosts */
 extern int	sdr_audit;			/* sdr_creds.audit */
 
 typedef enum

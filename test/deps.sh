@@ -5,7 +5,8 @@ set -euo pipefail
 pkgs=(gcc make pkg-config postgresql-15 postgresql-contrib postgresql-server-dev-15
       libpq-dev libsodium-dev libmicrohttpd-dev libcurl4-openssl-dev python3 python3-requests curl
       python3-prometheus-client python3-jsonschema clang libclang-rt-14-dev wrk gnuplot-nox
-      libssl-dev python3-jwt python3-cryptography pgbouncer systemd)
+      libssl-dev python3-jwt python3-cryptography pgbouncer systemd
+      openssl)   # openssl: the refresher tests' throwaway CA and keys
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -77,7 +77,7 @@ send_refresh(PGresult *claim, const Options *o, RefreshAnswer *a)
 	a->retry_after = -1;
 	if (rq.refresh_token == NULL)
 		a->error = "no_refresh_token";
-	else if (!token_url_allowed(rq.token_url, o->allow_http_loopback))
+	else if (!url_allowed(rq.token_url, o->allow_http_loopback))
 		a->error = "url_refused";
 	else
 		oauth_refresh(&rq, o, a);
@@ -142,18 +142,24 @@ static void
 log_refresh(PGresult *claim, const RefreshAnswer *a, PGresult *rec, double ms)
 {
 	char		http[24] = "-";
+	char		refusal[128] = "";
 	const char *outcome = PQgetvalue(rec, 0, 0);
 	bool		refreshed = strcmp(outcome, "refreshed") == 0;
 
 	if (a->status > 0)
 		snprintf(http, sizeof(http), "%ld", a->status);
-	rlog("refresh credential=%s org=%s provider=%s http=%s outcome=%s%s%s%s%s %s=%s %.0fms",
+	if (a->refused != ADDRESS_PUBLIC && a->error)
+	{
+		refusal[0] = ' ';
+		http_refusal(a, "token URL", refusal + 1, sizeof(refusal) - 1);
+	}
+	rlog("refresh credential=%s org=%s provider=%s http=%s outcome=%s%s%s%s%s %s=%s %.0fms%s",
 		 PQgetvalue(claim, 0, CL_ID), PQgetvalue(claim, 0, CL_ORG), PQgetvalue(claim, 0, CL_PROVIDER),
 		 http, outcome, refreshed ? " rotated=" : "",
 		 refreshed ? (strcmp(PQgetvalue(rec, 0, 1), "t") == 0 ? "yes" : "no") : "",
 		 PQgetisnull(rec, 0, 4) ? "" : " error=", PQgetvalue(rec, 0, 4),
 		 refreshed ? "expires_at" : "retry_at",
-		 PQgetisnull(rec, 0, refreshed ? 2 : 3) ? "-" : PQgetvalue(rec, 0, refreshed ? 2 : 3), ms);
+		 PQgetisnull(rec, 0, refreshed ? 2 : 3) ? "-" : PQgetvalue(rec, 0, refreshed ? 2 : 3), ms, refusal);
 }
 
 /* Claims one due credential (in the open transaction); NULL if none or on error. */
@@ -193,7 +199,7 @@ refresh_one(PGconn *c, const Options *o)
 	send_refresh(cl, o, &a);
 	claim_wipe(cl);
 	rec = record_or_fail(c, PQgetvalue(cl, 0, CL_ID), &a);
-	oauth_answer_free(&a);
+	http_answer_free(&a);
 	if (rec == NULL || !exec_ok(c, "COMMIT"))
 	{
 		exec_ok(c, "ROLLBACK");

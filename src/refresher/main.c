@@ -3,10 +3,12 @@
  *
  *   sdr_creds_refresher --db CONNINFO [--window 300] [--interval 30]
  *                       [--timeout 10] [--max-response 65536]
- *                       [--allow-http-loopback] [--once]
+ *                       [--jwks ISSUER=URL]... [--ca-file FILE]
+ *                       [--allow-private-hosts] [--allow-http-loopback] [--once]
  *
- * It refreshes every due credential, one transaction each, then waits for
- * --interval seconds or a notification on channel sdr_creds_refresh
+ * It refreshes every due credential, one transaction each, and the key sets
+ * of --jwks that are due, then waits for --interval seconds (less when a
+ * key set is due sooner) or a notification on channel sdr_creds_refresh
  * (request_refresh()). SIGTERM or SIGINT lets the refresh in flight finish,
  * then it exits 0. A lost database connection is reopened with back-off.
  */
@@ -25,6 +27,8 @@
 #include <curl/curl.h>
 
 #include "cycle.h"
+#include "http.h"
+#include "jwks.h"
 #include "log.h"
 #include "refresher.h"
 
@@ -47,7 +51,8 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: sdr_creds_refresher --db CONNINFO [--window SECS] [--interval SECS]\n"
-			"         [--timeout SECS] [--max-response BYTES] [--allow-http-loopback] [--once]\n");
+			"         [--timeout SECS] [--max-response BYTES] [--jwks ISSUER=URL]... [--ca-file FILE]\n"
+			"         [--allow-private-hosts] [--allow-http-loopback] [--once]\n");
 	exit(2);
 }
 
@@ -65,6 +70,21 @@ number(const char *s, long min, long max)
 	return v;
 }
 
+/* --jwks ISSUER=URL (split at the first "=http"): one more source. */
+static void
+add_jwks(Options *o, char *arg)
+{
+	char	   *eq = strstr(arg, "=http");
+	JwksSource *more;
+
+	if (eq == NULL || eq == arg || o->jwks_count >= 64 ||
+		(more = realloc(o->jwks, (o->jwks_count + 1) * sizeof(*more))) == NULL)
+		usage();
+	*eq = '\0';
+	o->jwks = more;
+	o->jwks[o->jwks_count++] = (JwksSource) {.issuer = arg, .url = eq + 1};
+}
+
 static void
 parse_options(int argc, char **argv, Options *o)
 {
@@ -73,6 +93,8 @@ parse_options(int argc, char **argv, Options *o)
 		{"interval", required_argument, NULL, 'i'}, {"timeout", required_argument, NULL, 't'},
 		{"max-response", required_argument, NULL, 'm'},
 		{"allow-http-loopback", no_argument, NULL, 'l'}, {"once", no_argument, NULL, '1'},
+		{"allow-private-hosts", no_argument, NULL, 'p'}, {"ca-file", required_argument, NULL, 'c'},
+		{"jwks", required_argument, NULL, 'j'},
 		{NULL, 0, NULL, 0}};
 	int			c;
 
@@ -88,11 +110,20 @@ parse_options(int argc, char **argv, Options *o)
 			case 'm': o->max_response = number(optarg, 1024, 1024 * 1024); break;
 			case 'l': o->allow_http_loopback = true; break;
 			case '1': o->once = true; break;
+			case 'p': o->allow_private_hosts = true; break;
+			case 'c': o->ca_file = optarg; break;
+			case 'j': add_jwks(o, optarg); break;
 			default: usage();
 		}
 	}
 	if (optind != argc || o->db == NULL)
 		usage();
+	for (int i = 0; i < o->jwks_count; i++)
+		if (!url_allowed(o->jwks[i].url, o->allow_http_loopback))
+		{
+			fprintf(stderr, "sdr_creds_refresher: --jwks %s: the URL must be https://\n", o->jwks[i].issuer);
+			exit(2);
+		}
 }
 
 /*
@@ -167,14 +198,18 @@ install_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
-/* Refreshes what is due; false if the connection was lost. */
+/*
+ * Refreshes what is due, then the key sets that are due; false if the
+ * connection was lost. *wait_ms: until the next key set is due, or -1.
+ */
 static bool
-refresh_due(PGconn *c, const Options *o)
+refresh_due(PGconn *c, const Options *o, long *wait_ms)
 {
 	int			rc;
 
 	while (!stopping && (rc = refresh_one(c, o)) == 1)
 		;
+	*wait_ms = stopping ? -1 : jwks_refresh_due(c, o);
 	return PQstatus(c) == CONNECTION_OK;
 }
 
@@ -184,14 +219,16 @@ main(int argc, char **argv)
 	Options		o;
 	PGconn	   *c = NULL;
 	int			backoff_ms = 100;
+	long		jwks_ms;
 
 	parse_options(argc, argv, &o);
 	install_signals();
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return 1;
-	rlog("refresher started: window=%ds interval=%ds timeout=%ds max-response=%ld%s",
-		 o.window, o.interval, o.timeout, o.max_response,
-		 o.allow_http_loopback ? " allow-http-loopback" : "");
+	rlog("refresher started: window=%ds interval=%ds timeout=%ds max-response=%ld jwks=%d%s%s",
+		 o.window, o.interval, o.timeout, o.max_response, o.jwks_count,
+		 o.allow_http_loopback ? " allow-http-loopback" : "",
+		 o.allow_private_hosts ? " allow-private-hosts" : "");
 	while (!stopping)
 	{
 		if (c == NULL && (c = connect_db(&o)) == NULL)
@@ -201,7 +238,7 @@ main(int argc, char **argv)
 			continue;
 		}
 		backoff_ms = 100;
-		if (!refresh_due(c, &o))
+		if (!refresh_due(c, &o, &jwks_ms))
 		{
 			PQfinish(c);
 			c = NULL;
@@ -209,9 +246,10 @@ main(int argc, char **argv)
 		}
 		if (o.once)
 			break;
-		wait_for_work(c, o.interval * 1000);
+		wait_for_work(c, jwks_ms >= 0 && jwks_ms < o.interval * 1000L ? (int) jwks_ms : o.interval * 1000);
 	}
 	PQfinish(c);
+	free(o.jwks);
 	curl_global_cleanup();
 	rlog("refresher stopped");
 	return 0;

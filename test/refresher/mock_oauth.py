@@ -197,14 +197,21 @@ class Handler(BaseHTTPRequestHandler):
                 count("refreshed")
 
 
-def main():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+def serve(handler, port_file, ssl_context=None):
+    """Serves handler on 127.0.0.1 (TLS with ssl_context), its port written to port_file."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    tmp = sys.argv[1] + ".tmp"
+    if ssl_context:
+        server.socket = ssl_context.wrap_socket(server.socket, server_side=True)
+    tmp = port_file + ".tmp"
     with open(tmp, "w") as f:
         f.write(str(server.server_address[1]))
-    os.rename(tmp, sys.argv[1])
+    os.rename(tmp, port_file)
     server.serve_forever()
+
+
+def main():
+    serve(Handler, sys.argv[1])
 
 
 if __name__ == "__main__":
