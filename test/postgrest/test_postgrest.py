@@ -32,9 +32,12 @@ commit b454f29b) and hasql-transaction 1.0.1.4:
   - the status: Error.hs pgErrorStatus ("PTxyz" -> HTTP status xyz;
     42501 -> 403 when authenticated, else 401), Response.hs
     overrideStatusHeaders (response.status overrides 200).
-hasql sends parameters in binary format; this replay sends the same values
-in text format with the same type OIDs (705 unknown, 114 json), which the
-server reads the same way for these types.
+hasql 1.6.4 (PostgREST's) prepares each statement text once per connection
+(Hasql/IO.hs getPreparedStatementKey) and sends the "unknown" parameters in
+text format with type OID 705, the json one in binary format with OID 114
+(for json the same bytes as text: PostgresTypeInfo.hs), and asks for binary
+results; this replay sends every parameter, and takes the results, in text
+format with the same OIDs.
 
 Run by test/postgrest/run.sh (PGHOST, PGPORT, SDR_CLUSTER_DIR exported).
 Prints one "ok - ..." / "not ok - ..." line per test."""
@@ -379,14 +382,14 @@ def t_pooled_connection():
         got_b = expect(request(c, "GET", "list", None, auth_b), 200, "B right after A").json()
         h.eq({x["org_id"] for x in got_a}, {ORG_A}, "A sees A only")
         h.eq({x["org_id"] for x in got_b}, {ORG_B}, "B sees B only")
-        expect(request(c, "POST", "store_json", store_body("zoho", "tok-z"), auth_a), 201, "A writes")
-        r = expect(request(c, "GET", "get_by_provider", {"provider": "zoho"}, auth_b), 404,
-                   "B right after A's write: A's provider not found")
-        r = expect(request(c, "GET", "list", None, {}), 401, "no credentials right after B")
-        got = expect(request(c, "POST", "delete", {"id": request(c, "GET", "get_by_provider", {"provider": "zoho"},
-                                                                 auth_a).json()["id"]}, auth_a), 200,
+        made = expect(request(c, "POST", "store_json", store_body("zoho", "tok-z"), auth_a), 201, "A writes")
+        expect(request(c, "GET", "get_by_provider", {"provider": "zoho"}, auth_b), 404,
+               "B right after A's write: A's provider not found")
+        expect(request(c, "GET", "list", None, {}), 401, "no credentials right after B")
+        got = expect(request(c, "POST", "delete", {"id": made.json()["credential"]["id"]}, auth_a), 200,
                      "A deletes").json()
         assert "message" in got, "delete's answer: %r" % got
+        expect(request(c, "GET", "get_by_provider", {"provider": "zoho"}, auth_a), 404, "A's deleted provider")
     h.eq(c.value("SELECT pg_backend_pid()"), pid, "all on one backend")
     # nothing lingers in the session between requests (the authenticator
     # itself may not even call current_org_id(): NOINHERIT, no grants)
