@@ -390,6 +390,8 @@ def t_pooled_connection():
                      "A deletes").json()
         assert "message" in got, "delete's answer: %r" % got
         expect(request(c, "GET", "get_by_provider", {"provider": "zoho"}, auth_a), 404, "A's deleted provider")
+        expect(request(c, "GET", "get_by_provider", {"provider": "salesforce"}, {}), 401,
+               "no credentials right after A")
     h.eq(c.value("SELECT pg_backend_pid()"), pid, "all on one backend")
     # nothing lingers in the session between requests (the authenticator
     # itself may not even call current_org_id(): NOINHERIT, no grants)
