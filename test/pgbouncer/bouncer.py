@@ -126,6 +126,13 @@ _pq.PQgetvalue.restype = ctypes.c_char_p
 _pq.PQgetvalue.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
 _pq.PQclear.argtypes = [ctypes.c_void_p]
 _pq.PQbackendPID.argtypes = [ctypes.c_void_p]
+_pq.PQprepare.restype = ctypes.c_void_p
+_pq.PQprepare.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int,
+                          ctypes.POINTER(ctypes.c_uint)]
+_pq.PQexecPrepared.restype = ctypes.c_void_p
+_pq.PQexecPrepared.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int,
+                               ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_int),
+                               ctypes.POINTER(ctypes.c_int), ctypes.c_int]
 
 PGRES_COMMAND_OK, PGRES_TUPLES_OK = 1, 2
 PG_DIAG_SQLSTATE, PG_DIAG_MESSAGE_PRIMARY = ord("C"), ord("M")
@@ -140,9 +147,11 @@ class SqlError(Exception):
 class Conn:
     """One libpq connection; exec() runs a simple-protocol query string (one
     or several statements) and returns the last result's rows as lists of
-    strings (None for NULL), or raises SqlError."""
+    strings (None for NULL), or raises SqlError; exec_prepared() runs one
+    statement with parameters as a prepared statement."""
 
     def __init__(self, conninfo):
+        self.prepared = {}                 # (sql, types) -> statement name
         self.conn = _pq.PQconnectdb(conninfo.encode())
         if _pq.PQstatus(self.conn) != 0:
             err = _pq.PQerrorMessage(self.conn).decode(errors="replace")
@@ -151,7 +160,26 @@ class Conn:
             raise SqlError("08006", err.strip())
 
     def exec(self, sql):
-        res = _pq.PQexec(self.conn, sql.encode())
+        return self._rows(_pq.PQexec(self.conn, sql.encode()))
+
+    def exec_prepared(self, sql, params=(), types=None):
+        """Runs sql ($1, $2... placeholders) as a named prepared statement
+        with text-format parameters (str or None for NULL): prepared
+        (PQprepare, with the parameter type OIDs in types, 0 = let the
+        server infer) on this connection's first use of that text and those
+        types, executed (PQexecPrepared) every time. Returns rows as
+        exec() does, or raises SqlError."""
+        types = tuple(types or (0,) * len(params))
+        name = self.prepared.get((sql, types))
+        if name is None:
+            name = str(len(self.prepared))
+            oids = (ctypes.c_uint * len(types))(*types)
+            self._rows(_pq.PQprepare(self.conn, name.encode(), sql.encode(), len(types), oids))
+            self.prepared[(sql, types)] = name
+        values = (ctypes.c_char_p * len(params))(*[None if p is None else p.encode() for p in params])
+        return self._rows(_pq.PQexecPrepared(self.conn, name.encode(), len(params), values, None, None, 0))
+
+    def _rows(self, res):
         try:
             st = _pq.PQresultStatus(res)
             if st not in (PGRES_COMMAND_OK, PGRES_TUPLES_OK):
