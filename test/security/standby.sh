@@ -20,11 +20,17 @@ q -d "$db" -c "BEGIN; SELECT sdr_creds.authenticate('$key'); SELECT sdr_creds.st
 
 as_owner rm -rf "$dir"
 as_owner "$bindir/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres -D "$dir/data" -R -X stream -c fast >"$SDR_CLUSTER_DIR/standby.log" 2>&1
-as_owner sh -c "cat >> '$dir/data/postgresql.conf'" <<CONF
+# The port can be taken between the check above and the start (by a test run
+# beside this one): try the next ones, as test/run.sh does for the cluster.
+for _ in 1 2 3 4 5; do
+  as_owner sh -c "cat >> '$dir/data/postgresql.conf'" <<CONF
 port = $port
 unix_socket_directories = '$dir'
 CONF
-as_owner env ${SDR_PG_ENV:-} "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null
+  as_owner env ${SDR_PG_ENV:-} "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null && break
+  tail -3 "$dir/postgres.log" 2>/dev/null | sed 's/^/# standby: /'
+  port=$((port + 1))
+done
 sq() { q -h "$dir" -p "$port" -d "$db" "$@"; }
 server=
 cleanup() {
