@@ -20,7 +20,7 @@ OBJS       = src/json.o src/metadata.o src/results.o src/statements.o src/redact
 DATA       = sql/sdr_creds--1.0.sql sql/sdr_creds--1.0--1.1.sql sql/sdr_creds--1.1--1.2.sql
 REGRESS    = setup crypto auth credentials isolation context privileges keyring usage refresh
 REGRESS_OPTS = --dbname=sdr_creds_regress
-ISOLATION  = revoke_uncached revoke_cached key_expiry key_delete revoke_rollback revoke_replica store_upsert refresh_claim issuer_rotate
+ISOLATION  = revoke_uncached revoke_cached key_expiry key_delete revoke_rollback revoke_replica key_churn store_upsert refresh_claim issuer_rotate
 ISOLATION_OPTS = --load-extension=pgcrypto --load-extension=sdr_creds
 SHLIB_LINK = -lsodium -lcrypto
 PG_CPPFLAGS = -Isrc

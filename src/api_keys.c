@@ -8,19 +8,27 @@
  *
  * Verified keys are cached per backend, by hash, so a hit skips the lookup.
  * Revocation still holds at once, in every session and isolation level:
- * - every change to sdr_creds.api_keys fires a trigger (api_keys_changed, per
- *   row and for TRUNCATE, ENABLE ALWAYS so logical replication's apply fires
- *   it too) that invalidates the table's relcache entry in all backends when
- *   it commits, which empties this cache (key_cache_reset);
+ * - every change to a row of sdr_creds.api_keys fires a trigger
+ *   (api_keys_changed, per row, ENABLE ALWAYS so logical replication's apply
+ *   fires it too) that sends, when it commits, an invalidation for that key
+ *   alone to every backend: a relcache invalidation of a "tag", an OID made
+ *   from the key's hash (key_tag) that names no relation. It travels as any
+ *   relcache invalidation does, in the commit record, so standbys apply it
+ *   after replay. The cache is keyed by tag and drops that tag's entry
+ *   (key_cache_invalidate); keys other sessions use stay cached. A TRUNCATE,
+ *   DDL on the table, or a lost invalidation (sinval overflow) empties it;
  * - every use first reads pending invalidations (AcceptInvalidationMessages),
  *   so a hit is never older than the last committed change;
  * - a miss reads the key's row with a fresh snapshot, not the statement's or
  *   the transaction's, so a revoke committed after the statement or the
  *   REPEATABLE READ transaction began is seen;
- * - a row read is cached only if no invalidation arrived while it was read
- *   (key_cache_generation): that invalidation may be for a change the
- *   snapshot predates;
+ * - a row read is cached only if no relcache invalidation arrived while it
+ *   was read (key_cache_generation): that invalidation may be for a change
+ *   the snapshot predates;
  * - expiry is checked against the clock on every use.
+ * Two keys whose tags collide share an entry: one evicts the other, which is
+ * then re-read (a cost, never a stale answer: the full hash is compared).
+ * A real relation whose OID equals a tag evicts that entry when invalidated.
  */
 #include "api_keys.h"
 
@@ -31,6 +39,8 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/transam.h"
+#include "catalog/pg_class.h"
 #include "commands/trigger.h"
 #include "crypto.h"
 #include "executor/spi.h"
@@ -62,6 +72,7 @@ enum
 
 typedef struct CachedKey
 {
+	Oid			tag;			/* key_tag(hash): the hash table's key */
 	unsigned char hash[API_KEY_HASH_BYTES];
 	pg_uuid_t	org;
 	pg_uuid_t	id;
@@ -70,7 +81,7 @@ typedef struct CachedKey
 
 static HTAB *key_cache = NULL;
 static uint64 key_cache_generation = 0;
-static bool key_cache_watched = false;	/* key_cache_reset registered */
+static bool key_cache_watched = false;	/* key_cache_invalidate registered */
 
 static bytea *
 hash_bytea(const unsigned char *hash)
@@ -84,21 +95,56 @@ has_key_prefix(const char *key)
 	return strncmp(key, "sk_live_", 8) == 0 || strncmp(key, "sk_test_", 8) == 0;
 }
 
-static void
-key_cache_reset(Datum arg, Oid relid)
+/*
+ * A key's tag: an OID from the first bytes of its hash, at or above
+ * FirstNormalObjectId, so that it is never a system catalog's (those are in
+ * the relcache init file, whose invalidation costs every backend).
+ */
+static Oid
+key_tag(const unsigned char *hash)
 {
-	if (!sdr_relid_concerned(REL_API_KEYS, relid))
-		return;
-	if (key_cache)
-		hash_destroy(key_cache);
-	key_cache = NULL;
+	uint32		h;
+
+	memcpy(&h, hash, sizeof(h));
+	return FirstNormalObjectId + h % ((uint32) PG_UINT32_MAX - FirstNormalObjectId);
+}
+
+/*
+ * Sends, at commit, the relcache invalidation of a key's tag.
+ * CacheInvalidateRelcache reads only the relation's OID and relisshared.
+ */
+static void
+key_tag_invalidate(const unsigned char *hash)
+{
+	FormData_pg_class form = {0};
+	RelationData rel = {0};
+
+	form.relisshared = false;
+	rel.rd_id = key_tag(hash);
+	rel.rd_rel = &form;
+	CacheInvalidateRelcache(&rel);
+}
+
+static void
+key_cache_invalidate(Datum arg, Oid relid)
+{
 	key_cache_generation++;
+	if (key_cache == NULL)
+		return;
+	if (sdr_relid_concerned(REL_API_KEYS, relid))
+	{
+		hash_destroy(key_cache);
+		key_cache = NULL;
+	}
+	else if (relid >= FirstNormalObjectId)
+		(void) hash_search(key_cache, &relid, HASH_REMOVE, NULL);
 }
 
 static void
 key_cache_add(const unsigned char *hash, const CachedKey *row)
 {
-	HASHCTL		ctl = {.keysize = API_KEY_HASH_BYTES, .entrysize = sizeof(CachedKey)};
+	HASHCTL		ctl = {.keysize = sizeof(Oid), .entrysize = sizeof(CachedKey)};
+	Oid			tag = key_tag(hash);
 	CachedKey  *k;
 
 	if (key_cache && hash_get_num_entries(key_cache) >= KEY_CACHE_MAX)
@@ -108,10 +154,20 @@ key_cache_add(const unsigned char *hash, const CachedKey *row)
 	}
 	if (key_cache == NULL)
 		key_cache = hash_create("sdr_creds API keys", 64, &ctl, HASH_ELEM | HASH_BLOBS);
-	k = hash_search(key_cache, hash, HASH_ENTER, NULL);
+	k = hash_search(key_cache, &tag, HASH_ENTER, NULL);
+	memcpy(k->hash, hash, API_KEY_HASH_BYTES);
 	k->org = row->org;
 	k->id = row->id;
 	k->expires_at = row->expires_at;
+}
+
+static CachedKey *
+key_cache_find(const unsigned char *hash)
+{
+	Oid			tag = key_tag(hash);
+	CachedKey  *k = key_cache ? hash_search(key_cache, &tag, HASH_FIND, NULL) : NULL;
+
+	return k && memcmp(k->hash, hash, API_KEY_HASH_BYTES) == 0 ? k : NULL;
 }
 
 /*
@@ -167,9 +223,9 @@ api_key_verify(const char *key, pg_uuid_t *org, pg_uuid_t *id)
 		return KEY_UNKNOWN;
 	crypto_hash_sha256(hash, (const unsigned char *) key, len);
 
-	sdr_relcache_watch(key_cache_reset, &key_cache_watched);
+	sdr_relcache_watch(key_cache_invalidate, &key_cache_watched);
 	AcceptInvalidationMessages();
-	cached = key_cache ? hash_search(key_cache, hash, HASH_FIND, NULL) : NULL;
+	cached = key_cache_find(hash);
 	if (cached)
 		row = *cached;
 	else
@@ -328,17 +384,53 @@ report_revocation(TriggerData *trigdata)
 	monitor_call_end();
 }
 
+/* The key hash of a row of sdr_creds.api_keys. */
+static const unsigned char *
+row_key_hash(HeapTuple tuple, TupleDesc desc)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tuple, AK_KEY_HASH, desc, &isnull);
+	bytea	   *b;
+
+	if (isnull)
+		return NULL;
+	b = DatumGetByteaPP(d);
+	return VARSIZE_ANY_EXHDR(b) == API_KEY_HASH_BYTES ? (const unsigned char *) VARDATA_ANY(b) : NULL;
+}
+
 /*
- * Trigger on sdr_creds.api_keys (per row, and per statement for TRUNCATE):
- * any change empties every backend's key cache when it commits.
+ * Trigger on sdr_creds.api_keys (per row, and per statement for TRUNCATE): an
+ * UPDATE or DELETE drops its key (old and new hash) from every backend's key
+ * cache when it commits; an INSERT sends nothing (a key that was not there
+ * was cached nowhere: only valid keys are cached); a TRUNCATE, or a row
+ * without a well-formed hash, empties every backend's key cache.
  */
 PG_FUNCTION_INFO_V1(sdr_creds_api_keys_changed);
 Datum
 sdr_creds_api_keys_changed(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = sdr_invalidating_trigger(fcinfo, "sdr_creds.api_keys_changed()");
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	const unsigned char *old_hash;
+	const unsigned char *new_hash = NULL;
 
-	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		return sdr_trigger_result(sdr_invalidating_trigger(fcinfo, "sdr_creds.api_keys_changed()"));
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		return sdr_trigger_result(trigdata);
+	desc = RelationGetDescr(trigdata->tg_relation);
+	old_hash = row_key_hash(trigdata->tg_trigtuple, desc);
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		new_hash = row_key_hash(trigdata->tg_newtuple, desc);
+	if (old_hash == NULL || (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && new_hash == NULL))
+		(void) sdr_invalidating_trigger(fcinfo, "sdr_creds.api_keys_changed()");
+	else
+	{
+		key_tag_invalidate(old_hash);
+		if (new_hash && memcmp(old_hash, new_hash, API_KEY_HASH_BYTES) != 0)
+			key_tag_invalidate(new_hash);
+	}
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 		report_revocation(trigdata);
 	return sdr_trigger_result(trigdata);
 }
