@@ -73,3 +73,12 @@ COMMENT ON FUNCTION sdr_creds.list_issuers() IS
 REVOKE ALL ON sdr_creds.issuers FROM PUBLIC;
 REVOKE ALL ON FUNCTION sdr_creds.issuers_changed(), sdr_creds.set_issuer(text, jsonb, text, text),
     sdr_creds.delete_issuer(text), sdr_creds.list_issuers() FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- The API-key cache is invalidated per key: an UPDATE or DELETE of a key's row
+-- drops that key alone from every backend's cache when it commits (and on
+-- standbys after replay); the keys other sessions use stay cached. The
+-- triggers are unchanged (the function tells the events apart).
+
+COMMENT ON FUNCTION sdr_creds.api_keys_changed() IS
+  'trigger: a changed or deleted key is dropped from every backend''s cache of verified API keys when it commits; TRUNCATE empties those caches';
