@@ -16,7 +16,13 @@
 #      database connections it holds (bounded by --pool);
 #   5. reads from a hot standby: a pg_basebackup -R standby and a server with
 #      --db-read, against the primary alone;
-#   6. scale: get_by_provider with 1M credentials over 100k orgs against 10k over
+#   6. churn: the random-key runs (in the database and over HTTP) again while
+#      another client creates and revokes 20 API keys a second (of an org no reader
+#      uses), in the same rounds: read throughput with churn against without;
+#   7. CPU per request over the random-key HTTP runs: the HTTP server's and all the
+#      cluster's PostgreSQL processes' utime + stime (/proc/PID/stat) divided by
+#      the requests wrk counted;
+#   8. scale: get_by_provider with 1M credentials over 100k orgs against 10k over
 #      1k orgs (BENCH_SCALE=0 skips it; loading takes a few minutes).
 # Every load is bounded in time. BENCH_SECONDS (default 10) sets each run,
 # BENCH_ROUNDS (default 3) the interleaved rounds, BENCH_PORT and BENCH_HTTP_PORT
@@ -192,9 +198,10 @@ wrk_median() {
 
 # Interleaved rounds, median of each: the machine's noise hits all alike.
 rounds=${BENCH_ROUNDS:-3}
-run_pgbench() {  # NAME[_audited]: test/bench/NAME.pgbench, results in $work/NAME[_audited].tps
+run_pgbench() {  # NAME[_audited|_churn]: test/bench/NAME.pgbench, results in $work/NAME[_...].tps
+  local file=${1%_audited}; file=${file%_churn}
   pgbench -n -M prepared -c 8 -j 2 -T "$secs" -U bench_app -D key="$key" -D nkeys="$nkeys" \
-    -f "test/bench/${1%_audited}.pgbench" bench 2>&1 |
+    -f "test/bench/$file.pgbench" bench 2>&1 |
     sed -n 's/^tps = \([0-9.]*\) .*/\1/p' >> "$work/$1.tps"
 }
 median() { sort -n "$1" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -209,6 +216,57 @@ run_bearer() {  # NAME FILE [pgbench -D ...]: results in $work/NAME.tps
   pgbench -n -M prepared -c 8 -j 2 -T "$secs" -U bench_app "$@" -f "test/bench/$file.pgbench" bench 2>&1 |
     sed -n 's/^tps = \([0-9.]*\) .*/\1/p' >> "$work/$name.tps"
 }
+# churn "COMMAND...": runs COMMAND while another client creates an API key and
+# revokes it every 50 ms (20 keys a second of each, of an org no reader uses),
+# for at most $secs + 2 s; the keys made go to $work/churn.count
+churn_org=00000000-0000-4000-a000-00000000c4c4
+churn() {
+  psql -Xq -d bench -v ON_ERROR_STOP=1 >/dev/null 2>>"$work/churn.err" <<SQL &
+DO \$\$
+DECLARE
+  t0 timestamptz := clock_timestamp();
+  stop timestamptz := clock_timestamp() + interval '$((secs + 2)) seconds';
+  k json;
+  n integer := 0;
+BEGIN
+  WHILE clock_timestamp() < stop LOOP
+    k := sdr_creds.create_api_key('$churn_org', 'churn');
+    COMMIT;
+    PERFORM sdr_creds.revoke_api_key((k ->> 'id')::uuid);
+    COMMIT;
+    n := n + 1;
+    PERFORM pg_sleep(greatest(0, n * 0.05 - extract(epoch FROM clock_timestamp() - t0)));
+  END LOOP;
+END
+\$\$;
+SQL
+  local c=$!
+  "$@"
+  kill "$c" 2>/dev/null; wait "$c" 2>/dev/null
+  return 0
+}
+# CPU ticks (utime + stime) of the HTTP server, and of the cluster's postmaster and its children
+ticks() { cat "$@" 2>/dev/null | awk '{ sub(/^.*\) /, ""); t += $12 + $13 } END { print t + 0 }'; }
+server_ticks() { ticks "/proc/$server_pid/stat"; }
+pg_ticks() {
+  local pm f line rest files=()
+  pm=$(head -1 "$work/cluster/data/postmaster.pid")
+  for f in /proc/[0-9]*/stat; do
+    read -r line < "$f" 2>/dev/null || continue
+    rest=${line##*) }; rest=${rest#* }
+    [ "${rest%% *}" = "$pm" ] && files+=("$f")
+  done
+  ticks "/proc/$pm/stat" "${files[@]}"
+}
+# wrk_random_cpu NAME: wrk_random NAME, adding the CPU it cost to $work/cpu_{server,pg,requests}
+wrk_random_cpu() {
+  local s0 p0 n
+  s0=$(server_ticks); p0=$(pg_ticks)
+  wrk_random "$1" 32 "$secs"
+  echo $(( $(server_ticks) - s0 )) >> "$work/cpu_server"; echo $(( $(pg_ticks) - p0 )) >> "$work/cpu_pg"
+  n=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$work/$1.wrk"); echo "${n:-0}" >> "$work/cpu_requests"
+}
+sum() { awk '{ t += $1 } END { print t + 0 }' "$1"; }
 for i in $(seq "$rounds"); do
   run_pgbench plain_select; run_pgbench get_by_provider
   if [ -n "$bearer" ]; then
@@ -219,9 +277,9 @@ for i in $(seq "$rounds"); do
   fi
   # every call audited (one log line per request) with the usage statistics on
   set_audit all; run_pgbench get_by_provider_audited; set_audit writes
-  run_pgbench get_random_key
+  run_pgbench get_random_key; churn run_pgbench get_random_key_churn
   if [ -n "$http" ]; then
-    wrk_one one.$i 32 "$secs"; wrk_random random.$i 32 "$secs"
+    wrk_one one.$i 32 "$secs"; wrk_random_cpu random.$i; churn wrk_random random_churn.$i 32 "$secs"
     wrk_run noprep.$i 32 "$secs" -H "X-API-Key: $key" "$url_np"
   fi
 done
@@ -242,6 +300,11 @@ if [ -n "$bearer" ]; then
   done
 fi
 fig get_by_provider_audited_tps "$audited"; fig get_random_key_tps "$creds10k"
+churned=$(psql -XAtq -d bench -c "SELECT count(*) FROM sdr_creds.api_keys WHERE org_id = '$churn_org' AND revoked_at IS NOT NULL")
+churn_db=$(median "$work/get_random_key_churn.tps")
+echo "churn: API keys created and revoked meanwhile, 20 a second of each: ${churned} over $((rounds * (http ? 2 : 1))) runs$( [ -s "$work/churn.err" ] && echo " (errors: $(head -c 200 "$work/churn.err"))")"
+echo "  in-database, a random key per call, with churn: ${churn_db} tps, ratio to without (the same rounds) $(ratio "$churn_db" "$creds10k") (target >= 0.9)"
+fig churn_keys "$churned"; fig get_random_key_churn_tps "$churn_db"; fig churn_db_ratio "$(ratio "$churn_db" "$creds10k")"
 
 if [ -n "$http" ]; then
   for load in one random; do
@@ -257,6 +320,14 @@ if [ -n "$http" ]; then
     fig http_${load}_rps "$rps"; fig http_${load}_p50_ms "$p50"; fig http_${load}_p99_ms "$p99"
     fig http_${load}_errors "$errors"; fig http_${load}_non2xx "$non2xx"
   done
+  churn_rps=$(wrk_median random_churn rps)
+  echo "  churn: HTTP, a random key per request, with churn: ${churn_rps} req/s, p99 $(wrk_median random_churn p99) ms; ratio to without (the same rounds) $(ratio "$churn_rps" "$(wrk_median random rps)") (target >= 0.9)"
+  fig http_random_churn_rps "$churn_rps"; fig churn_http_ratio "$(ratio "$churn_rps" "$(wrk_median random rps)")"
+  hz=$(getconf CLK_TCK); nreq=$(sum "$work/cpu_requests")
+  cpu_server=$(awk -v t="$(sum "$work/cpu_server")" -v hz="$hz" -v n="$nreq" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n }')
+  cpu_pg=$(awk -v t="$(sum "$work/cpu_pg")" -v hz="$hz" -v n="$nreq" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n }')
+  echo "CPU per request, HTTP random keys (${nreq} requests over $rounds rounds, /proc utime + stime): server ${cpu_server} us (target <= 10), PostgreSQL ${cpu_pg} us (all the cluster's processes)"
+  fig cpu_us_server "$cpu_server"; fig cpu_us_postgres "$cpu_pg"
   np=$(wrk_median noprep rps); np99=$(wrk_median noprep p99); np_non2xx=0
   for i in $(seq "$rounds"); do np_non2xx=$((np_non2xx + $(wrk_field noprep.$i non2xx | grep . || echo 0))); done
   echo "HTTP get by provider, one key, --no-prepare (wrk -c 32, median of $rounds rounds): ${np} req/s, p99 ${np99} ms; non-2xx ${np_non2xx}"
