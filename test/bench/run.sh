@@ -218,10 +218,10 @@ run_bearer() {  # NAME FILE [pgbench -D ...]: results in $work/NAME.tps
 }
 # churn "COMMAND...": runs COMMAND while another client creates an API key and
 # revokes it every 50 ms (20 keys a second of each, of an org no reader uses),
-# for at most $secs + 2 s; the keys made go to $work/churn.count
+# for at most $secs + 2 s, cancelled when COMMAND ends
 churn_org=00000000-0000-4000-a000-00000000c4c4
 churn() {
-  psql -Xq -d bench -v ON_ERROR_STOP=1 >/dev/null 2>>"$work/churn.err" <<SQL &
+  PGAPPNAME=sdr_creds_churn psql -Xq -d bench -v ON_ERROR_STOP=1 >/dev/null 2>>"$work/churn.err" <<SQL &
 DO \$\$
 DECLARE
   t0 timestamptz := clock_timestamp();
@@ -242,7 +242,8 @@ END
 SQL
   local c=$!
   "$@"
-  kill "$c" 2>/dev/null; wait "$c" 2>/dev/null
+  psql -XAtq -d bench -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'sdr_creds_churn'" >/dev/null
+  wait "$c" 2>/dev/null
   return 0
 }
 # CPU ticks (utime + stime) of the HTTP server, and of the cluster's postmaster and its children
@@ -302,7 +303,8 @@ fi
 fig get_by_provider_audited_tps "$audited"; fig get_random_key_tps "$creds10k"
 churned=$(psql -XAtq -d bench -c "SELECT count(*) FROM sdr_creds.api_keys WHERE org_id = '$churn_org' AND revoked_at IS NOT NULL")
 churn_db=$(median "$work/get_random_key_churn.tps")
-echo "churn: API keys created and revoked meanwhile, 20 a second of each: ${churned} over $((rounds * (http ? 2 : 1))) runs$( [ -s "$work/churn.err" ] && echo " (errors: $(head -c 200 "$work/churn.err"))")"
+echo "churn: API keys created and revoked meanwhile, 20 a second of each: ${churned} over $((rounds * (http ? 2 : 1))) runs$(churn_errors=$(grep ERROR "$work/churn.err" 2>/dev/null | grep -v 'canceling statement due to user request' | head -c 200)
+  [ -n "$churn_errors" ] && echo " (errors: $churn_errors)")"
 echo "  in-database, a random key per call, with churn: ${churn_db} tps, ratio to without (the same rounds) $(ratio "$churn_db" "$creds10k") (target >= 0.9)"
 fig churn_keys "$churned"; fig get_random_key_churn_tps "$churn_db"; fig churn_db_ratio "$(ratio "$churn_db" "$creds10k")"
 
