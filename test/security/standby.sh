@@ -2,7 +2,8 @@
 # A hot standby (pg_basebackup -R from the test cluster, streaming, on a Unix
 # socket and loopback) serves reads: authentication, decryption and the
 # usage statistics work there without writing; a key revoked on the primary
-# stops working on the standby once the revoke has replayed, and so does a
+# stops working on the standby once the revoke has replayed (and a key revoked
+# meanwhile leaves another key cached there), and so does a
 # JWT whose key was removed from its issuer (tokens minted by python3-jwt).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -119,6 +120,31 @@ check "standby: once the removal of its key has replayed, the JWT gets 401 from 
 refused=$(printf '%s\n' "\\set t '${jose[2]}'" "SELECT sdr_creds.authenticate(:'t');" | sq 2>&1)
 check "standby: ... and is refused over SQL there" grep -q "Invalid or missing authentication credentials" <<<"$refused"
 unset jose
+
+# Churn: key A revoked on the primary while a standby session, in one READ
+# COMMITTED transaction, uses key B. Once replayed, B is not read again there
+# (the session's own api_keys index scans, pg_stat_xact_user_tables, do not
+# grow: only A's entry was dropped) and A is refused.
+churn_org=00000000-0000-4000-8000-0000000000e6
+key_a=$(q -d "$db" -c "SELECT sdr_creds.create_api_key('$churn_org', 'standby a') ->> 'key'")
+key_b=$(q -d "$db" -c "SELECT sdr_creds.create_api_key('$churn_org', 'standby b') ->> 'key'")
+replayed
+scans="coalesce((SELECT idx_scan FROM pg_stat_xact_user_tables WHERE relid = 'sdr_creds.api_keys'::regclass), 0)"
+churned=$(sq 2>&1 <<SQL
+BEGIN;
+SELECT sdr_creds.authenticate('$key_a') IS NOT NULL AND sdr_creds.authenticate('$key_b') IS NOT NULL;
+SELECT set_config('churn.scans', ($scans)::text, false) IS NOT NULL;
+\! psql -XAtq -d $db -c "SELECT sdr_creds.revoke_api_key(id) FROM sdr_creds.api_keys WHERE org_id = '$churn_org' AND name = 'standby a'" >/dev/null && lsn=\$(psql -XAtq -d $db -c 'SELECT pg_current_wal_lsn()') && for i in \$(seq 200); do [ "\$(psql -XAtq -h $dir -p $port -d $db -c "SELECT pg_last_wal_replay_lsn() >= '\$lsn'")" = t ] && break; sleep 0.05; done
+SELECT count(*) FROM generate_series(1, 200) WHERE sdr_creds.authenticate('$key_b') = '$churn_org';
+SELECT $scans - current_setting('churn.scans')::bigint;
+COMMIT;
+SELECT sdr_creds.authenticate('$key_a');
+SQL
+)
+check "standby churn: key B used 200 times after key A's revoke replayed, not read again" \
+  [ "$(sed -n 1,4p <<<"$churned" | tr '\n' ' ')" = "t t 200 0 " ]
+check "standby churn: key A refused there" grep -q "Invalid or missing authentication credentials" <<<"$churned"
+unset key_a key_b
 
 q -d "$db" -c "SELECT sdr_creds.revoke_api_key(id) FROM sdr_creds.api_keys WHERE org_id = '$org'" >/dev/null
 replayed
