@@ -18,7 +18,9 @@
 #      --db-read, against the primary alone;
 #   6. churn: the random-key runs (in the database and over HTTP) again while
 #      another client creates and revokes 20 API keys a second (of an org no reader
-#      uses), in the same rounds: read throughput with churn against without;
+#      uses), in the same rounds: read throughput with churn against without; and
+#      the same in the database over the first 2,000 keys (a working set each
+#      backend's key cache holds, so a change that emptied it would cost re-reads);
 #   7. CPU per request over the random-key HTTP runs: the HTTP server's and all the
 #      cluster's PostgreSQL processes' utime + stime (/proc/PID/stat) divided by
 #      the requests wrk counted;
@@ -199,8 +201,8 @@ wrk_median() {
 # Interleaved rounds, median of each: the machine's noise hits all alike.
 rounds=${BENCH_ROUNDS:-3}
 run_pgbench() {  # NAME[_audited|_churn]: test/bench/NAME.pgbench, results in $work/NAME[_...].tps
-  local file=${1%_audited}; file=${file%_churn}
-  pgbench -n -M prepared -c 8 -j 2 -T "$secs" -U bench_app -D key="$key" -D nkeys="$nkeys" \
+  local file=${1%_audited}; file=${file%_churn}; file=${file%_hot}
+  pgbench -n -M prepared -c 8 -j 2 -T "$secs" -U bench_app -D key="$key" -D nkeys="${pgbench_keys:-$nkeys}" \
     -f "test/bench/$file.pgbench" bench 2>&1 |
     sed -n 's/^tps = \([0-9.]*\) .*/\1/p' >> "$work/$1.tps"
 }
@@ -279,6 +281,7 @@ for i in $(seq "$rounds"); do
   # every call audited (one log line per request) with the usage statistics on
   set_audit all; run_pgbench get_by_provider_audited; set_audit writes
   run_pgbench get_random_key; churn run_pgbench get_random_key_churn
+  pgbench_keys=2000; run_pgbench get_random_key_hot; churn run_pgbench get_random_key_hot_churn; pgbench_keys=
   if [ -n "$http" ]; then
     wrk_one one.$i 32 "$secs"; wrk_random_cpu random.$i; churn wrk_random random_churn.$i 32 "$secs"
     wrk_run noprep.$i 32 "$secs" -H "X-API-Key: $key" "$url_np"
@@ -306,6 +309,9 @@ churn_db=$(median "$work/get_random_key_churn.tps")
 echo "churn: API keys created and revoked meanwhile, 20 a second of each: ${churned} over $((rounds * (http ? 2 : 1))) runs$(churn_errors=$(grep ERROR "$work/churn.err" 2>/dev/null | grep -v 'canceling statement due to user request' | head -c 200)
   [ -n "$churn_errors" ] && echo " (errors: $churn_errors)")"
 echo "  in-database, a random key per call, with churn: ${churn_db} tps, ratio to without (the same rounds) $(ratio "$churn_db" "$creds10k") (target >= 0.9)"
+hot=$(median "$work/get_random_key_hot.tps"); hot_churn=$(median "$work/get_random_key_hot_churn.tps")
+echo "  in-database, a random one of the first 2000 keys per call (cached in every backend): ${hot_churn} tps with churn, ${hot} without: ratio $(ratio "$hot_churn" "$hot") (target >= 0.9)"
+fig get_random_key_hot_tps "$hot"; fig get_random_key_hot_churn_tps "$hot_churn"; fig churn_db_hot_ratio "$(ratio "$hot_churn" "$hot")"
 fig churn_keys "$churned"; fig get_random_key_churn_tps "$churn_db"; fig churn_db_ratio "$(ratio "$churn_db" "$creds10k")"
 
 if [ -n "$http" ]; then
