@@ -314,7 +314,7 @@ fi
 fig get_by_provider_audited_tps "$audited"; fig get_random_key_tps "$creds10k"
 churned=$(psql -XAtq -d bench -c "SELECT count(*) FROM sdr_creds.api_keys WHERE org_id = '$churn_org' AND revoked_at IS NOT NULL")
 churn_db=$(median "$work/get_random_key_churn.tps")
-echo "churn: API keys created and revoked meanwhile, 20 a second of each: ${churned} over $((rounds * (http ? 2 : 1))) runs$(churn_errors=$(grep ERROR "$work/churn.err" 2>/dev/null | grep -v 'canceling statement due to user request' | head -c 200)
+echo "churn: API keys created and revoked meanwhile, 20 a second of each: ${churned} over $((rounds * (http ? 3 : 2))) runs$(churn_errors=$(grep ERROR "$work/churn.err" 2>/dev/null | grep -v 'canceling statement due to user request' | head -c 200)
   [ -n "$churn_errors" ] && echo " (errors: $churn_errors)")"
 echo "  in-database, a random key per call, with churn: ${churn_db} tps, ratio to without (the same rounds) $(ratio "$churn_db" "$creds10k") (target >= 0.9)"
 hot=$(median "$work/get_random_key_hot.tps"); hot_churn=$(median "$work/get_random_key_hot_churn.tps")
