@@ -37,6 +37,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "http"))
 import harness as h  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "refresher"))
+import test_refresher as tr  # noqa: E402  (its mock OAuth provider)
 
 WORK = os.environ["SDR_REFRESH_WORK"]
 SERVER = os.environ["SDR_SERVER"]
@@ -45,7 +47,8 @@ ORG = "00000000-0000-4000-8000-0000000f0001"
 DEADLINE = 5                       # the server's --request-deadline, s
 BINDIR = os.environ.get("SDR_PG_ROOT", "") + subprocess.run(
     ["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
-ctx = {"servers": [], "clusters": []}
+ctx = {"servers": [], "clusters": [], "procs": []}
+SEED = h.secret("seed-failover-" + os.urandom(6).hex())
 
 
 def as_owner(cmd):
@@ -164,6 +167,14 @@ def setup():
                                             % ORG))
     primary.q("SELECT sdr_creds.act_as('%s'); SELECT 1 FROM sdr_creds.store('salesforce', NULL, "
               "'made-up-failover-token', '{}')" % ORG)
+    # a credential due for refresh (expires in 60 s; the refresher's window is
+    # 300 s) at the mock provider, which holds the refresh until released
+    mock = ctx["mock"] = tr.Mock()
+    primary.q("SELECT sdr_creds.act_as('%s'); SELECT 1 FROM sdr_creds.set_oauth_client('hubspot', %s, "
+              "'mock-client', %s, 'client_secret_basic', NULL); SELECT 1 FROM sdr_creds.store('hubspot', NULL, "
+              "'made-up-failover-hs', %s)" % (ORG, h.sql_literal(mock.url), h.sql_literal(tr.CLIENT_SECRET),
+                                                h.sql_literal(json.dumps({"refresh_token": SEED, "expires_in": 60}))))
+    mock.mode("hold")
 
     standby = ctx["standby"] = Cluster("standby")
     os.mkdir(standby.dir, 0o700)
@@ -247,10 +258,15 @@ class Load:
 
 
 def t_failover_under_load():
-    primary, standby = ctx["primary"], ctx["standby"]
-    s = ctx["server"] = server(
-        "host=127.0.0.1,127.0.0.1 port=%d,%d dbname=%s user=postgres target_session_attrs=read-write "
-        "connect_timeout=2" % (primary.port, standby.port, DB), standby.conninfo(), "server.log")
+    primary, standby, mock = ctx["primary"], ctx["standby"], ctx["mock"]
+    db = "host=127.0.0.1,127.0.0.1 port=%d,%d dbname=%s user=postgres target_session_attrs=read-write " \
+        "connect_timeout=2" % (primary.port, standby.port, DB)
+    s = ctx["server"] = server(db, standby.conninfo(), "server.log")
+    ctx["refresher_log"] = os.path.join(WORK, "refresher.log")
+    ctx["refresher"] = subprocess.Popen([os.environ["SDR_REFRESHER"], "--db", db, "--allow-http-loopback",
+                                         "--interval", "1"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=open(ctx["refresher_log"], "w"))
+    ctx["procs"].append(ctx["refresher"])
     load = ctx["load"] = Load(s.port)
     load.start()
     try:
@@ -258,10 +274,17 @@ def t_failover_under_load():
         # the revoke commits on the primary only once the standby has it
         primary.q("SELECT sdr_creds.revoke_api_key(id) FROM sdr_creds.api_keys WHERE key_hash = "
                   "sha256(convert_to(%s, 'UTF8'))" % h.sql_literal(ctx["key_revoked"]))
+        # the refresher has claimed the credential and sent its refresh token
+        assert h.wait_until(lambda: mock.stats()["held"] >= 1, 10), "the refresher sent no refresh request"
         time.sleep(1)
         ctx["kill"] = time.monotonic()
         os.kill(primary.postmaster_pid(), signal.SIGKILL)
-        time.sleep(2)
+        # the provider's answer arrives while no primary exists
+        time.sleep(0.3)
+        mock.call("/_release", {})
+        assert h.wait_until(lambda: mock.stats()["refreshed"] == 1, 10), "the provider did not answer"
+        ctx["answered"] = time.monotonic()
+        time.sleep(max(0, ctx["kill"] + 2 - time.monotonic()))
         ctx["promote"] = time.monotonic()
         pg("pg_ctl", "-D", standby.data, "-w", "-t", "30", "promote")
         ctx["promoted"] = time.monotonic()
@@ -355,6 +378,41 @@ def t_metrics_reconnects():
     assert unavailable and float(unavailable[0].split()[1]) >= 1, "503s not counted: %s" % unavailable
 
 
+def hubspot(cluster):
+    """The hubspot credential's (access token, refresh token, refresh_status)."""
+    j = json.loads(cluster.q("SELECT sdr_creds.act_as('%s'); SELECT sdr_creds.get_by_provider('hubspot')"
+                             % ORG).splitlines()[-1])
+    meta = j.get("metadata") or {}
+    return h.secret(j.get("access_token")), h.secret(meta.get("refresh_token")), meta.get("refresh_status")
+
+
+def t_refresh_answer_kept():
+    mock, new = ctx["mock"], ctx["standby"]
+    assert ctx["answered"] < ctx["promote"], "the provider answered after the promotion"
+    got = h.wait_until(lambda: hubspot(new)[1].startswith("mock-rt-") and hubspot(new), 20)
+    assert got, "the credential was not refreshed on the new primary: refresh token %s..., status %s" \
+        % (hubspot(new)[1][:5], hubspot(new)[2])
+    h.eq((got[0][:8], got[1][:8], got[2]), ("mock-at-", "mock-rt-", None),
+         "(access token, refresh token, refresh_status) prefixes")
+    st = mock.stats()
+    h.eq((st["reused"], st["invalid_grant"], st["chains"].get(SEED)), (0, 0, 1),
+         "the provider's (reused, invalid_grant, refreshes of the chain)")
+    log = open(ctx["refresher_log"], errors="replace").read()
+    assert "kept in memory" in log and "(kept answer) outcome=refreshed" in log, \
+        "the refresher's log: " + h.redact(log)[-600:]
+    assert ctx["refresher"].poll() is None, "the refresher exited"
+    # the stored refresh token is the provider's live one: the next refresh works
+    cid = new.q("SELECT id FROM sdr_creds.credentials WHERE provider = 'hubspot'")
+    new.q("SELECT sdr_creds.act_as('%s'); SELECT 1 FROM sdr_creds.request_refresh('%s')" % (ORG, cid))
+    assert h.wait_until(lambda: mock.stats()["chains"].get(SEED) == 2, 20), "no second refresh"
+    st = mock.stats()
+    h.eq((st["reused"], st["invalid_grant"]), (0, 0), "after the second refresh: (reused, invalid_grant)")
+    assert h.wait_until(lambda: hubspot(new)[1] != got[1] and hubspot(new)[2] is None, 10), \
+        "the second refresh was not stored"
+    h.diag("the refresh answered while no primary existed was stored on the new primary; the provider "
+           "saw no refresh token twice (%d refreshes, 0 reused)" % st["refreshed"])
+
+
 def t_old_primary_rewound():
     old, new = ctx["primary"], ctx["standby"]
     # the promotion's timeline must be in the new primary's control file
@@ -382,15 +440,25 @@ def t_old_primary_rewound():
 
 
 def t_no_secret_in_logs():
-    for s in ctx["servers"]:
-        log = s.read_log()
-        for v in [ctx["key"], ctx["key_revoked"], "made-up"]:
-            assert v not in log, "a key or token in %s" % os.path.basename(s.log_path)
+    for path in [s.log_path for s in ctx["servers"]] + [ctx["refresher_log"]]:
+        log = open(path, errors="replace").read()
+        for v in [ctx["key"], ctx["key_revoked"], "made-up", SEED, "mock-rt-", "mock-at-", tr.CLIENT_SECRET]:
+            assert v not in log, "a key or token in %s" % os.path.basename(path)
 
 
 def cleanup():
     for s in ctx["servers"]:
         s.stop()
+    for p in ctx["procs"]:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+    if "mock" in ctx:
+        ctx["mock"].stop()
     for c in ctx["clusters"]:
         c.stop()
 
@@ -405,13 +473,15 @@ def main():
         ("failover: within 10 s of the promotion, POSTs answered 201 by the same server", t_recovered_within_10s),
         ("failover: every POST answered 201/200 reads back from the new primary", t_no_acknowledged_write_lost),
         ("failover: a key revoked before the kill is refused after it", t_revoked_key_refused),
+        ("failover: a refresh answered while no primary existed is stored on the new primary, the refresher "
+         "still running; the provider saw no refresh token twice", t_refresh_answer_kept),
         ("failover: /metrics counts the reconnects and the 503s", t_metrics_reconnects),
         ("failover: the old primary, rewound with pg_rewind, serves a server's --db-read", t_old_primary_rewound),
-        ("failover: no key or token in the servers' logs", t_no_secret_in_logs),
+        ("failover: no key or token in the servers' or the refresher's logs", t_no_secret_in_logs),
     ]
     return h.run_with_setup("failover", setup, tests, cleanup,
                      logs=lambda: [os.path.join(c.dir, "postgres.log") for c in ctx["clusters"]]
-                     + [s.log_path for s in ctx["servers"]])
+                     + [s.log_path for s in ctx["servers"]] + [ctx.get("refresher_log")])
 
 
 if __name__ == "__main__":
