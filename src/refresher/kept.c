@@ -122,3 +122,14 @@ kept_count(void)
 		n += kept[i].id[0] != '\0';
 	return n;
 }
+
+size_t
+kept_clear(void)
+{
+	size_t		n = kept_count();
+
+	for (int i = 0; i < KEPT_MAX; i++)
+		if (kept[i].id[0] != '\0')
+			drop(&kept[i]);
+	return n;
+}

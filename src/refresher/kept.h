@@ -39,4 +39,7 @@ bool		kept_take(const char *credential_id, const unsigned char hash[KEPT_HASH_BY
 /* Answers kept now. */
 size_t		kept_count(void);
 
+/* Wipes every kept answer (at exit); how many there were. */
+size_t		kept_clear(void);
+
 #endif

@@ -413,6 +413,37 @@ def t_refresh_answer_kept():
            "saw no refresh token twice (%d refreshes, 0 reused)" % st["refreshed"])
 
 
+def t_kept_answer_dropped_if_row_changed():
+    """The refresher's connection lost while the provider holds its answer,
+    the credential stored anew meanwhile: the kept answer is dropped, the new
+    refresh token refreshed (no reuse, no invalid_grant)."""
+    mock, new = ctx["mock"], ctx["standby"]
+    seed_a, seed_b = (h.secret("seed-failover-%s-%s" % (x, os.urandom(6).hex())) for x in "ab")
+    act = "SELECT sdr_creds.act_as('%s'); " % ORG
+    store = act + "SELECT 1 FROM sdr_creds.store('close', NULL, 'made-up-failover-close', %s)"
+    held = mock.stats()["held"]
+    mock.mode("hold")
+    new.q(act + "SELECT 1 FROM sdr_creds.set_oauth_client('close', %s, 'mock-client', %s, 'client_secret_basic', "
+          "NULL)" % (h.sql_literal(mock.url), h.sql_literal(tr.CLIENT_SECRET)))
+    new.q(store % h.sql_literal(json.dumps({"refresh_token": seed_a, "expires_in": 60})))
+    assert h.wait_until(lambda: mock.stats()["held"] > held, 15), "the refresher sent no refresh request"
+    h.eq(new.q("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%%refresh_claim%%' "
+               "AND pid <> pg_backend_pid()", db=DB), "t", "the refresher's backend terminated")
+    new.q(store % h.sql_literal(json.dumps({"refresh_token": seed_b, "expires_in": 60})))
+    mock.call("/_release", {})
+
+    def close():
+        j = json.loads(new.q(act + "SELECT sdr_creds.get_by_provider('close')").splitlines()[-1])
+        return h.secret((j.get("metadata") or {}).get("refresh_token"))
+    assert h.wait_until(lambda: close().startswith("mock-rt-"), 20), "not refreshed: %s..." % close()[:5]
+    st = mock.stats()
+    h.eq((st["chains"].get(seed_a), st["chains"].get(seed_b), st["reused"], st["invalid_grant"]), (1, 1, 0, 0),
+         "the provider's refreshes of (the first token, the second), reused, invalid_grant")
+    log = open(ctx["refresher_log"], errors="replace").read()
+    assert "the kept answer dropped: the credential's refresh token changed meanwhile" in log, \
+        "the refresher's log: " + h.redact(log)[-600:]
+
+
 def t_old_primary_rewound():
     old, new = ctx["primary"], ctx["standby"]
     # the promotion's timeline must be in the new primary's control file
@@ -475,6 +506,8 @@ def main():
         ("failover: a key revoked before the kill is refused after it", t_revoked_key_refused),
         ("failover: a refresh answered while no primary existed is stored on the new primary, the refresher "
          "still running; the provider saw no refresh token twice", t_refresh_answer_kept),
+        ("failover: a kept answer is dropped when the credential was stored anew meanwhile",
+         t_kept_answer_dropped_if_row_changed),
         ("failover: /metrics counts the reconnects and the 503s", t_metrics_reconnects),
         ("failover: the old primary, rewound with pg_rewind, serves a server's --db-read", t_old_primary_rewound),
         ("failover: no key or token in the servers' or the refresher's logs", t_no_secret_in_logs),
