@@ -68,7 +68,7 @@ REFRESHER      = src/refresher/sdr_creds_refresher
 REFRESHER_SRCS = $(wildcard src/refresher/*.c)
 
 $(REFRESHER): $(REFRESHER_SRCS) $(wildcard src/refresher/*.h)
-	$(CC) $(SERVER_CFLAGS) $(SERVER_CFLAGS_EXTRA) -o $@ $(REFRESHER_SRCS) -L$(shell $(PG_CONFIG) --libdir) -lpq -lcurl
+	$(CC) $(SERVER_CFLAGS) $(SERVER_CFLAGS_EXTRA) -o $@ $(REFRESHER_SRCS) -L$(shell $(PG_CONFIG) --libdir) -lpq -lcurl -lsodium
 
 refresher: $(REFRESHER)
 

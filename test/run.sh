@@ -93,6 +93,7 @@ suite refresher "refresher tests (against a local OAuth token endpoint)"
 suite pgbouncer "PgBouncer tests (a real pgbouncer on loopback between the cluster and SQL clients, the server, the refresher)"
 suite services "systemd units (installed into a staging root, verified, their ExecStart lines run as their user)"
 suite postgrest "PostgREST replay (PostgREST v12's own statements for /rpc/ calls, as prepared statements on one pooled connection)"
+suite failover "failover tests (a primary SIGKILLed under load, its synchronous standby promoted, the old primary rewound)"
 suite openapi "OpenAPI tests (a validator, a generated client, every answer above)"
 
 # 8. The docs: README length, links and anchors, every flag of the server and

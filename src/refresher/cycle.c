@@ -4,7 +4,10 @@
  * refresher sends its refresh token meanwhile, and a SIGKILL releases it
  * with the connection), send the request, record the answer
  * (sdr_creds.refresh_record, which parses it and stores the new tokens),
- * commit, and log one line without any token.
+ * commit, and log one line without any token. An answer that could not be
+ * stored (no primary reachable: the record or the COMMIT failed) is kept in
+ * memory (kept.h) and recorded at the row's next claim instead of a new
+ * request, if the row still holds the refresh token that was sent.
  */
 #define _GNU_SOURCE
 #include "cycle.h"
@@ -14,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kept.h"
 #include "log.h"
 #include "oauth.h"
 
@@ -139,7 +143,7 @@ record_or_fail(PGconn *c, const char *id, const RefreshAnswer *a)
 
 /* The log line of one refresh (no token, no URL). */
 static void
-log_refresh(PGresult *claim, const RefreshAnswer *a, PGresult *rec, double ms)
+log_refresh(PGresult *claim, const RefreshAnswer *a, PGresult *rec, double ms, bool was_kept)
 {
 	char		http[24] = "-";
 	char		refusal[128] = "";
@@ -153,9 +157,9 @@ log_refresh(PGresult *claim, const RefreshAnswer *a, PGresult *rec, double ms)
 		refusal[0] = ' ';
 		http_refusal(a, "token URL", refusal + 1, sizeof(refusal) - 1);
 	}
-	rlog("refresh credential=%s org=%s provider=%s http=%s outcome=%s%s%s%s%s %s=%s %.0fms%s",
+	rlog("refresh credential=%s org=%s provider=%s http=%s%s outcome=%s%s%s%s%s %s=%s %.0fms%s",
 		 PQgetvalue(claim, 0, CL_ID), PQgetvalue(claim, 0, CL_ORG), PQgetvalue(claim, 0, CL_PROVIDER),
-		 http, outcome, refreshed ? " rotated=" : "",
+		 http, was_kept ? " (kept answer)" : "", outcome, refreshed ? " rotated=" : "",
 		 refreshed ? (strcmp(PQgetvalue(rec, 0, 1), "t") == 0 ? "yes" : "no") : "",
 		 PQgetisnull(rec, 0, 4) ? "" : " error=", PQgetvalue(rec, 0, 4),
 		 refreshed ? "expires_at" : "retry_at",
@@ -183,6 +187,20 @@ claim(PGconn *c, const Options *o, bool *failed)
 	return r;
 }
 
+/*
+ * The answer to record for a claimed row: one kept from before (kept.h) if
+ * the row still holds the refresh token it answered, else the provider's
+ * answer to a request sent now. *was_kept: whether it was kept.
+ */
+static void
+answer_for(PGresult *claim, const Options *o, const unsigned char hash[KEPT_HASH_BYTES],
+		   RefreshAnswer *a, bool *was_kept)
+{
+	*was_kept = kept_take(PQgetvalue(claim, 0, CL_ID), hash, a);
+	if (!*was_kept)
+		send_refresh(claim, o, a);
+}
+
 int
 refresh_one(PGconn *c, const Options *o)
 {
@@ -191,23 +209,36 @@ refresh_one(PGconn *c, const Options *o)
 	RefreshAnswer a;
 	double		start = now_ms();
 	bool		failed;
+	bool		was_kept;
+	unsigned char hash[KEPT_HASH_BYTES];
 
 	if (!exec_ok(c, "BEGIN ISOLATION LEVEL READ COMMITTED"))
 		return -1;
 	if ((cl = claim(c, o, &failed)) == NULL)
 		return exec_ok(c, failed ? "ROLLBACK" : "COMMIT") && !failed ? 0 : -1;
-	send_refresh(cl, o, &a);
+	kept_hash(field(cl, CL_REFRESH_TOKEN), hash);
+	answer_for(cl, o, hash, &a, &was_kept);
 	claim_wipe(cl);
 	rec = record_or_fail(c, PQgetvalue(cl, 0, CL_ID), &a);
-	http_answer_free(&a);
 	if (rec == NULL || !exec_ok(c, "COMMIT"))
 	{
+		/* not stored (the primary went away?): kept for the next claim of the row */
+		if (a.status >= 200 && a.status < 300 && a.body != NULL)
+		{
+			kept_put(PQgetvalue(cl, 0, CL_ID), hash, &a);
+			rlog("refresh credential=%s: the provider's answer could not be stored; kept in memory "
+				 "until a primary takes it (%zu kept)", PQgetvalue(cl, 0, CL_ID), kept_count());
+		}
+		http_answer_free(&a);
+		explicit_bzero(hash, sizeof(hash));
 		exec_ok(c, "ROLLBACK");
 		PQclear(rec);
 		PQclear(cl);
 		return -1;
 	}
-	log_refresh(cl, &a, rec, now_ms() - start);
+	http_answer_free(&a);
+	explicit_bzero(hash, sizeof(hash));
+	log_refresh(cl, &a, rec, now_ms() - start, was_kept);
 	PQclear(rec);
 	PQclear(cl);
 	return 1;

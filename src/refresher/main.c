@@ -29,6 +29,7 @@
 #include "cycle.h"
 #include "http.h"
 #include "jwks.h"
+#include "kept.h"
 #include "log.h"
 #include "refresher.h"
 
@@ -220,6 +221,7 @@ main(int argc, char **argv)
 	PGconn	   *c = NULL;
 	int			backoff_ms = 100;
 	long		jwks_ms;
+	size_t		kept;
 
 	parse_options(argc, argv, &o);
 	install_signals();
@@ -251,6 +253,8 @@ main(int argc, char **argv)
 	PQfinish(c);
 	free(o.jwks);
 	curl_global_cleanup();
+	if ((kept = kept_clear()) > 0)
+		rlog("refresher stopping: %zu kept answers dropped unstored (no primary took them)", kept);
 	rlog("refresher stopped");
 	return 0;
 }
