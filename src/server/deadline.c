@@ -9,6 +9,7 @@
  * connection's. Every REAP_INTERVAL_MS the reaper shuts down the sockets past
  * their deadline; libmicrohttpd's worker then sees the end of the stream and
  * closes the connection itself. */
+#define _GNU_SOURCE				/* pthread_setname_np */
 #include "deadline.h"
 #include "log.h"
 #include "metrics.h"
@@ -113,6 +114,7 @@ deadline_start(int seconds)
 		pthread_cond_destroy(&dl.wake);
 		return -1;
 	}
+	pthread_setname_np(dl.thread, "sdr-deadline");
 	return 0;
 }
 

@@ -737,6 +737,7 @@ http_start(const struct http_config *config)
 		return -1;
 	}
 	acceptor_running = true;
+	pthread_setname_np(acceptor_thread, "sdr-accept");
 	return port;
 }
 

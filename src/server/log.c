@@ -1,5 +1,6 @@
 /* The server's log: one line per event to stderr, handed to a writer thread;
  * and the monotonic clock its durations (and the server's deadlines) use. */
+#define _GNU_SOURCE				/* pthread_setname_np */
 #include "log.h"
 #include "worker.h"
 
@@ -94,6 +95,8 @@ void
 log_start(void)
 {
 	logq.running = pthread_create(&logq.thread, NULL, log_writer, NULL) == 0;
+	if (logq.running)
+		pthread_setname_np(logq.thread, "sdr-log");
 }
 
 void

@@ -13,6 +13,7 @@
  * that fails is closed; its thread reconnects for the next batch, no sooner
  * than the pool's backoff allows. With --no-prepare the statements are not
  * prepared but sent with their text each time (statements.h). */
+#define _GNU_SOURCE				/* pthread_setname_np */
 #include "pool.h"
 #include "grants.h"
 #include "log.h"
@@ -439,6 +440,7 @@ pool_init(struct pool *p, const char *conninfo, int size, bool prepare)
 		s->started = pthread_create(&s->thread, &attr, slot_main, s) == 0;
 		if (!s->started)
 			break;
+		pthread_setname_np(s->thread, "sdr-db");	/* for top -H, perf and make bench */
 	}
 	pthread_attr_destroy(&attr);
 	return p->slots[size - 1].started ? 0 : -1;

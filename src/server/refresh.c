@@ -19,6 +19,7 @@
  * seen held). A notification of a refresh that ended just before is taken
  * too: the credential was refreshed. If the listening connection is lost,
  * the waits end at their bound and the next wait reconnects. */
+#define _GNU_SOURCE				/* pthread_setname_np */
 #include "refresh.h"
 #include "log.h"
 
@@ -317,6 +318,7 @@ refresh_start(const char *conninfo, int wait_ms)
 		return -1;
 	}
 	L.running = true;
+	pthread_setname_np(L.thread, "sdr-refresh");
 	return 0;
 }
 

@@ -23,7 +23,9 @@
 #      backend's key cache holds, so a change that emptied it would cost re-reads);
 #   7. CPU per request over the random-key HTTP runs: the HTTP server's and all the
 #      cluster's PostgreSQL processes' utime + stime (/proc/PID/stat) divided by
-#      the requests wrk counted;
+#      the requests wrk counted; the server's split between its HTTP workers and its
+#      database threads (/proc/PID/task/*/stat by thread name), and the server's CPU
+#      per GET /healthz in the same rounds (libmicrohttpd alone: no database);
 #   8. scale: get_by_provider with 1M credentials over 100k orgs against 10k over
 #      1k orgs (BENCH_SCALE=0 skips it; loading takes a few minutes).
 # Every load is bounded in time. BENCH_SECONDS (default 10) sets each run,
@@ -261,13 +263,30 @@ pg_ticks() {
   done
   ticks "/proc/$pm/stat" "${files[@]}"
 }
-# wrk_random_cpu NAME: wrk_random NAME, adding the CPU it cost to $work/cpu_{server,pg,requests}
+# the server's threads named $1 (MHD-worker: libmicrohttpd's HTTP workers; sdr-db: the
+# database connections' threads)
+thread_ticks() {
+  local t files=()
+  for t in /proc/"$server_pid"/task/*; do [ "$(cat "$t/comm" 2>/dev/null)" = "$1" ] && files+=("$t/stat"); done
+  if [ ${#files[@]} -gt 0 ]; then ticks "${files[@]}"; else echo 0; fi
+}
+# wrk_random_cpu NAME: wrk_random NAME, adding the CPU it cost to $work/cpu_{server,http,db,pg,requests}
 wrk_random_cpu() {
-  local s0 p0 n
-  s0=$(server_ticks); p0=$(pg_ticks)
+  local s0 h0 d0 p0 n
+  s0=$(server_ticks); h0=$(thread_ticks MHD-worker); d0=$(thread_ticks sdr-db); p0=$(pg_ticks)
   wrk_random "$1" 32 "$secs"
   echo $(( $(server_ticks) - s0 )) >> "$work/cpu_server"; echo $(( $(pg_ticks) - p0 )) >> "$work/cpu_pg"
+  echo $(( $(thread_ticks MHD-worker) - h0 )) >> "$work/cpu_http"; echo $(( $(thread_ticks sdr-db) - d0 )) >> "$work/cpu_db"
   n=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$work/$1.wrk"); echo "${n:-0}" >> "$work/cpu_requests"
+}
+# wrk_healthz_cpu NAME: GET /healthz (answered by the HTTP worker, no database, no
+# suspend), its server CPU into $work/cpu_healthz{,_requests}: libmicrohttpd's own cost
+wrk_healthz_cpu() {
+  local s0 n
+  s0=$(server_ticks)
+  wrk_run "$1" 32 "$secs" "$base/healthz"
+  echo $(( $(server_ticks) - s0 )) >> "$work/cpu_healthz"
+  n=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$work/$1.wrk"); echo "${n:-0}" >> "$work/cpu_healthz_requests"
 }
 sum() { awk '{ t += $1 } END { print t + 0 }' "$1"; }
 # API-key rows read so far (index scans of api_keys' key_hash index), once the
@@ -291,7 +310,8 @@ for i in $(seq "$rounds"); do
   churn run_pgbench get_random_key_hot_churn; r2=$(key_reads); pgbench_keys=
   echo $((r1 - r0)) >> "$work/key_reads_hot"; echo $((r2 - r1)) >> "$work/key_reads_hot_churn"
   if [ -n "$http" ]; then
-    wrk_one one.$i 32 "$secs"; wrk_random_cpu random.$i; churn wrk_random random_churn.$i 32 "$secs"
+    wrk_one one.$i 32 "$secs"; wrk_random_cpu random.$i; wrk_healthz_cpu healthz.$i
+    churn wrk_random random_churn.$i 32 "$secs"
     wrk_run noprep.$i 32 "$secs" -H "X-API-Key: $key" "$url_np"
   fi
 done
@@ -342,10 +362,15 @@ if [ -n "$http" ]; then
   echo "  churn: HTTP, a random key per request, with churn: ${churn_rps} req/s, p99 $(wrk_median random_churn p99) ms; ratio to without (the same rounds) $(ratio "$churn_rps" "$(wrk_median random rps)") (target >= 0.9)"
   fig http_random_churn_rps "$churn_rps"; fig churn_http_ratio "$(ratio "$churn_rps" "$(wrk_median random rps)")"
   hz=$(getconf CLK_TCK); nreq=$(sum "$work/cpu_requests")
-  cpu_server=$(awk -v t="$(sum "$work/cpu_server")" -v hz="$hz" -v n="$nreq" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n }')
-  cpu_pg=$(awk -v t="$(sum "$work/cpu_pg")" -v hz="$hz" -v n="$nreq" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n }')
+  # per_request FILE [REQUESTS]: the ticks summed in FILE, in us per request
+  per_request() { awk -v t="$(sum "$1")" -v hz="$hz" -v n="${2:-$nreq}" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n }'; }
+  cpu_server=$(per_request "$work/cpu_server"); cpu_pg=$(per_request "$work/cpu_pg")
+  cpu_http=$(per_request "$work/cpu_http"); cpu_db=$(per_request "$work/cpu_db")
+  cpu_healthz=$(per_request "$work/cpu_healthz" "$(sum "$work/cpu_healthz_requests")")
   echo "CPU per request, HTTP random keys (${nreq} requests over $rounds rounds, /proc utime + stime): server ${cpu_server} us (target <= 10), PostgreSQL ${cpu_pg} us (all the cluster's processes)"
+  echo "  the server's: HTTP workers ${cpu_http} us, database threads ${cpu_db} us; GET /healthz (no database, the same rounds) ${cpu_healthz} us"
   fig cpu_us_server "$cpu_server"; fig cpu_us_postgres "$cpu_pg"
+  fig cpu_us_server_http "$cpu_http"; fig cpu_us_server_db "$cpu_db"; fig cpu_us_server_healthz "$cpu_healthz"
   np=$(wrk_median noprep rps); np99=$(wrk_median noprep p99); np_non2xx=0
   for i in $(seq "$rounds"); do np_non2xx=$((np_non2xx + $(wrk_field noprep.$i non2xx | grep . || echo 0))); done
   echo "HTTP get by provider, one key, --no-prepare (wrk -c 32, median of $rounds rounds): ${np} req/s, p99 ${np99} ms; non-2xx ${np_non2xx}"
