@@ -69,6 +69,17 @@ read -r entries newest oldest <<<"$(usage_state usage "s.principal = 'key:' || u
 check "usage: 150 principals in a table of 100 keep at most 100 entries (got $entries)" [ "$entries" -le 100 -a "$entries" -ge 90 ]
 check "usage: eviction keeps the 90 most recently used principals" [ "$newest" = 90 ]
 check "usage: eviction drops the least recently used principal" [ "$oldest" = 0 ]
+# A principal used again all along stays while 149 others pass through the table
+# (the clock spares a row used since its hand last passed): its count never restarts.
+q -d "$db" -c "SELECT sdr_creds.usage_reset()" >/dev/null
+q -d "$db" -c "DO \$\$ DECLARE r record; BEGIN
+  FOR r IN SELECT key FROM usage_keys WHERE n > 1 ORDER BY n LOOP
+    PERFORM sdr_creds.authenticate((SELECT key FROM usage_keys WHERE n = 1));
+    PERFORM sdr_creds.authenticate(r.key);
+  END LOOP; END \$\$" >/dev/null
+settled
+check "usage: a principal used all along is kept while 149 others pass through a table of 100 (149 calls)" \
+  [ "$(q -d "$db" -c "SELECT s.calls FROM usage_keys u JOIN sdr_creds.usage s ON s.principal = 'key:' || u.id WHERE u.n = 1")" = 149 ]
 # The same for failed authentications: 150 revoked keys, each a distinct prefix.
 q -d "$db" -c "UPDATE sdr_creds.api_keys SET revoked_at = now() WHERE id IN (SELECT id FROM usage_keys)" >/dev/null
 q -d "$db" -c "DO \$\$ DECLARE r record; BEGIN
