@@ -1,27 +1,45 @@
 /*
  * usage.c: usage statistics in shared memory, in the manner of
  * pg_stat_statements. Two fixed-size hash tables count API calls per (org,
- * principal, action) and failed authentications per (key prefix, client);
- * when a table is full its least recently used entries are evicted. Nothing
- * is written to a table, so recording works on a hot standby and in READ ONLY
- * transactions. The statistics exist only when the library is preloaded
- * (shared_preload_libraries) and start empty at each server start.
+ * principal, action) and failed authentications per (key prefix, client).
+ * Nothing is written to a table, so recording works on a hot standby and in
+ * READ ONLY transactions. The statistics exist only when the library is
+ * preloaded (shared_preload_libraries) and start empty at each server start.
+ *
+ * A call takes no lock: each backend counts into its own slot of pending
+ * entries in shared memory, which only it writes, bracketed by a change count
+ * as PgBackendStatus is (odd while it writes). The slot is moved into the
+ * tables under the exclusive lock at transaction end once a second
+ * (FLUSH_INTERVAL_MS), when it is full, and at backend exit. A reader holds
+ * the shared lock, copies the tables' rows and adds every slot to them (a
+ * flush empties its slot under the exclusive lock, so each count is in one
+ * place or the other): counts read are exact at once, whether the counting
+ * backend is busy, idle or exiting.
+ *
+ * A full table makes room by a clock sweep over its entries: an entry used
+ * again since the hand last passed is spared once, an unused one evicted; the
+ * hand looks at SWEEP_MAX entries at most, so an insert costs the same
+ * whatever the number of orgs.
  */
 #include "monitor.h"
 
+#include "access/xact.h"
 #include "catalog/pg_authid.h"
+#include "common/hashfn.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "port/atomics.h"
 #include "results.h"
+#include "storage/backendid.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
-#include "storage/spin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/timestamp.h"
 
 const char *const api_action_names[ACT_COUNT] = {
 	[ACT_AUTHENTICATE] = "authenticate", [ACT_STORE] = "store",
@@ -36,14 +54,18 @@ const char *const api_action_names[ACT_COUNT] = {
 
 #define LOCK_TRANCHE "sdr_creds usage"
 #define REASON_MAX 32
-#define EVICT_PERCENT 5
+#define PENDING_MAX 64			/* pending entries of a backend, per table */
+#define FLUSH_INTERVAL_MS 1000	/* a backend's slot is moved at most this often at
+								 * transaction end */
+#define SWEEP_MAX 32			/* entries the clock hand spares at most per insert */
 
-/* What every entry holds after its key: its lock and when it was used. */
+/* What every entry holds after its key: when it was used, its place in the ring. */
 typedef struct Stamp
 {
-	slock_t		mutex;			/* protects the counters of its entry */
 	TimestampTz first_at;
 	TimestampTz last_at;
+	int32		ring_pos;		/* its index in the table's ring */
+	bool		used;			/* used again since the clock hand passed */
 } Stamp;
 
 /* Keys start with the database: the views show the current database's entries. */
@@ -79,29 +101,71 @@ typedef struct FailEntry
 	char		last_reason[REASON_MAX];
 } FailEntry;
 
-/* Shared state: the lock over both tables, and room to sort for eviction. */
+/* A table's clock: entries in use (ring[0..used)) and where the hand is. */
+typedef struct Clock
+{
+	int			used;
+	int			hand;
+} Clock;
+
+/*
+ * Shared state: the lock over both tables (shared to read, exclusive to
+ * change), the generation usage_reset advances, and each table's clock.
+ */
 typedef struct UsageShared
 {
-	LWLock	   *lock;			/* shared to update, exclusive to add or remove */
-	TimestampTz scratch[FLEXIBLE_ARRAY_MEMBER];	/* usage_max last_at values */
+	LWLock	   *lock;
+	pg_atomic_uint32 generation;
+	Clock		clock[2];
 } UsageShared;
+
+/*
+ * A backend's pending counts, written only by it. changecount is odd while
+ * it writes; a reader copies until it reads the same even count before and
+ * after. Entries of an older generation (before a usage_reset) count for
+ * nothing.
+ */
+typedef struct Pending
+{
+	uint32		changecount;
+	uint32		generation;
+	int			n[2];
+	UsageEntry	usage[PENDING_MAX];
+	FailEntry	fail[PENDING_MAX];
+} Pending;
 
 /* One of the two tables, as the generic code below sees it. */
 typedef struct Table
 {
 	const char *name;
+	int			idx;			/* its clock and its count in Pending.n */
 	HTAB	   *hash;
+	void	  **ring;			/* usage_max entries, in shared memory */
 	Size		key_size;
 	Size		entry_size;
 	Size		stamp_offset;
+	Size		pending_offset; /* of its entries in Pending */
+	/* adds src's counters and last values to dst's */
+	void		(*add) (void *dst, const void *src);
 } Table;
+
+static void usage_add(void *dst, const void *src);
+static void fail_add(void *dst, const void *src);
 
 static int	usage_max = 5000;
 static UsageShared *shared = NULL;
-static Table usage_table = {"sdr_creds usage", NULL, sizeof(UsageKey), sizeof(UsageEntry),
-offsetof(UsageEntry, stamp)};
-static Table fail_table = {"sdr_creds auth failures", NULL, sizeof(FailKey), sizeof(FailEntry),
-offsetof(FailEntry, stamp)};
+static Pending *slots = NULL;	/* slot_count() of them */
+static Table usage_table = {"sdr_creds usage", 0, NULL, NULL, sizeof(UsageKey), sizeof(UsageEntry),
+offsetof(UsageEntry, stamp), offsetof(Pending, usage), usage_add};
+static Table fail_table = {"sdr_creds auth failures", 1, NULL, NULL, sizeof(FailKey), sizeof(FailEntry),
+offsetof(FailEntry, stamp), offsetof(Pending, fail), fail_add};
+
+/* This backend's slot (NULL: count straight into the tables), and its state. */
+static Pending *my_slot = NULL;
+static bool my_slot_checked = false;
+static uint32 my_hash[2][PENDING_MAX];	/* each pending entry's key hash */
+static int	my_last[2];			/* the pending entry found last */
+static TimestampTz my_flushed_at = 0;
 
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
@@ -109,16 +173,33 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 #endif
 
-static Size
-struct_size(void)
+/* Slots are known in shmem_request_hook from PostgreSQL 15 on; before, none. */
+static int
+slot_count(void)
 {
-	return add_size(offsetof(UsageShared, scratch), mul_size(usage_max, sizeof(TimestampTz)));
+#if PG_VERSION_NUM >= 150000
+	return MaxBackends;
+#else
+	return 0;
+#endif
+}
+
+static Size
+ring_size(void)
+{
+	return mul_size(mul_size(usage_max, sizeof(void *)), 2);
+}
+
+static Size
+slots_size(void)
+{
+	return mul_size(slot_count(), sizeof(Pending));
 }
 
 static Size
 shared_size(void)
 {
-	return add_size(struct_size(),
+	return add_size(add_size(sizeof(UsageShared), add_size(ring_size(), slots_size())),
 					add_size(hash_estimate_size(usage_max, sizeof(UsageEntry)),
 							 hash_estimate_size(usage_max, sizeof(FailEntry))));
 }
@@ -135,7 +216,7 @@ shmem_request(void)
 }
 
 static void
-table_attach(Table *t)
+table_attach(Table *t, void **ring)
 {
 	HASHCTL		info;
 
@@ -143,6 +224,7 @@ table_attach(Table *t)
 	info.keysize = t->key_size;
 	info.entrysize = t->entry_size;
 	t->hash = ShmemInitHash(t->name, usage_max, usage_max, &info, HASH_ELEM | HASH_BLOBS);
+	t->ring = ring;
 }
 
 /* Creates the shared state at server start, or attaches to it (EXEC_BACKEND). */
@@ -150,17 +232,30 @@ static void
 shmem_startup(void)
 {
 	bool		found;
+	bool		found_ring;
+	bool		found_slots;
+	void	  **ring;
 
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	shared = ShmemInitStruct("sdr_creds usage state", struct_size(), &found);
+	shared = ShmemInitStruct("sdr_creds usage state", sizeof(UsageShared), &found);
+	ring = ShmemInitStruct("sdr_creds usage rings", ring_size(), &found_ring);
+	slots = ShmemInitStruct("sdr_creds usage pending", slots_size(), &found_slots);
 	if (!found)
+	{
+		memset(shared, 0, sizeof(UsageShared));
 		shared->lock = &(GetNamedLWLockTranche(LOCK_TRANCHE))->lock;
-	table_attach(&usage_table);
-	table_attach(&fail_table);
+		pg_atomic_init_u32(&shared->generation, 1);
+	}
+	if (!found_slots)
+		memset(slots, 0, slots_size());
+	table_attach(&usage_table, ring);
+	table_attach(&fail_table, ring + usage_max);
 	LWLockRelease(AddinShmemInitLock);
 }
+
+static void usage_xact(XactEvent event, void *arg);
 
 /* A PGC_POSTMASTER setting can only be defined at server start, as pgss does. */
 void
@@ -181,6 +276,8 @@ usage_init(void)
 #endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = shmem_startup;
+	/* registered first, so it runs after the monitor's (the last registered runs first) */
+	RegisterXactCallback(usage_xact, NULL);
 }
 
 /* Copies src into a field of size dst_size, cut at a character boundary. */
@@ -204,155 +301,305 @@ stamp_of(const Table *t, void *entry)
 	return (Stamp *) ((char *) entry + t->stamp_offset);
 }
 
+static void *
+pending_entry(const Table *t, Pending *slot, int i)
+{
+	return (char *) slot + t->pending_offset + i * t->entry_size;
+}
+
+/* src's times into dst's: the first first_at, the last last_at; whether src is later. */
+static bool
+stamp_add(Stamp *dst, const Stamp *src)
+{
+	bool		later = src->last_at >= dst->last_at;
+
+	if (dst->first_at == 0 || (src->first_at != 0 && src->first_at < dst->first_at))
+		dst->first_at = src->first_at;
+	if (later)
+		dst->last_at = src->last_at;
+	return later;
+}
+
+static void
+usage_add(void *dst, const void *src)
+{
+	UsageEntry *d = dst;
+	const UsageEntry *s = src;
+
+	d->calls += s->calls;
+	d->failures += s->failures;
+	if (stamp_add(&d->stamp, &s->stamp))
+		memcpy(d->last_client, s->last_client, CLIENT_MAX);
+}
+
+static void
+fail_add(void *dst, const void *src)
+{
+	FailEntry  *d = dst;
+	const FailEntry *s = src;
+
+	d->count += s->count;
+	if (stamp_add(&d->stamp, &s->stamp))
+		memcpy(d->last_reason, s->last_reason, REASON_MAX);
+}
+
+/*
+ * A ring position for a new entry: a free one, else the one whose entry it
+ * evicts. The hand spares entries used since it last passed (SWEEP_MAX at
+ * most, then evicts the next anyway) and stops at the first unused one. Lock
+ * held exclusively.
+ */
 static int
-last_at_cmp(const void *a, const void *b)
+clock_take(const Table *t)
 {
-	TimestampTz x = *(const TimestampTz *) a;
-	TimestampTz y = *(const TimestampTz *) b;
+	Clock	   *c = &shared->clock[t->idx];
+	int			pos;
 
-	return x < y ? -1 : (x > y ? 1 : 0);
+	if (c->used < usage_max)
+		return c->used++;
+	for (int spared = 0; spared < SWEEP_MAX; spared++)
+	{
+		Stamp	   *s = stamp_of(t, t->ring[c->hand]);
+
+		if (!s->used)
+			break;
+		s->used = false;
+		c->hand = (c->hand + 1) % usage_max;
+	}
+	pos = c->hand;
+	hash_search(t->hash, t->ring[pos], HASH_REMOVE, NULL);
+	c->hand = (pos + 1) % usage_max;
+	return pos;
+}
+
+/* Gives up ring position pos (its entry gone): the last entry takes its place. */
+static void
+clock_drop(const Table *t, int pos)
+{
+	Clock	   *c = &shared->clock[t->idx];
+
+	if (pos != --c->used)
+	{
+		t->ring[pos] = t->ring[c->used];
+		stamp_of(t, t->ring[pos])->ring_pos = pos;
+	}
+	if (c->hand >= c->used)
+		c->hand = 0;
 }
 
 /*
- * Removes the EVICT_PERCENT least recently used entries of a full table (at
- * least one). Caller holds the lock exclusively, so no spinlock is needed.
+ * Adds n entries (keys and counts) to a table, each to its row, found or
+ * added (in their order, making room first). Lock held exclusively.
  */
 static void
-table_evict(const Table *t)
+table_add(const Table *t, const void *entries, int n)
 {
-	HASH_SEQ_STATUS seq;
-	void	   *entry;
-	long		n = 0;
-	long		victims;
-	TimestampTz cutoff;
-
-	hash_seq_init(&seq, t->hash);
-	while ((entry = hash_seq_search(&seq)) != NULL && n < usage_max)
-		shared->scratch[n++] = stamp_of(t, entry)->last_at;
-	if (entry != NULL)
-		hash_seq_term(&seq);
-	if (n == 0)
-		return;
-	qsort(shared->scratch, n, sizeof(TimestampTz), last_at_cmp);
-	victims = Max(n * EVICT_PERCENT / 100, 1);
-	cutoff = shared->scratch[victims - 1];
-
-	hash_seq_init(&seq, t->hash);
-	while ((entry = hash_seq_search(&seq)) != NULL)
+	for (int i = 0; i < n; i++)
 	{
-		if (victims > 0 && stamp_of(t, entry)->last_at <= cutoff)
+		const void *src = (const char *) entries + i * t->entry_size;
+		bool		found;
+		void	   *entry = hash_search(t->hash, src, HASH_FIND, NULL);
+		Stamp	   *stamp;
+
+		if (entry != NULL)
+			stamp_of(t, entry)->used = true;
+		else
 		{
-			hash_search(t->hash, entry, HASH_REMOVE, NULL);
-			victims--;
+			int			pos = clock_take(t);
+
+			entry = hash_search(t->hash, src, HASH_ENTER_NULL, &found);
+			if (entry == NULL)
+			{
+				clock_drop(t, pos);
+				continue;
+			}
+			memset((char *) entry + t->key_size, 0, t->entry_size - t->key_size);
+			stamp = stamp_of(t, entry);
+			stamp->ring_pos = pos;
+			t->ring[pos] = entry;
 		}
+		t->add(entry, src);
 	}
 }
 
-/* Adds an entry (lock held exclusively), making room first; NULL if none. */
-static void *
-table_insert(const Table *t, const void *key, TimestampTz now)
+/* Marks this backend's slot as being changed: readers wait until it is done. */
+static void
+change_begin(void)
 {
-	bool		found;
-	void	   *entry;
-	Stamp	   *stamp;
+	START_CRIT_SECTION();
+	my_slot->changecount++;
+	pg_write_barrier();
+}
 
-	if (hash_get_num_entries(t->hash) >= usage_max)
-		table_evict(t);
-	entry = hash_search(t->hash, key, HASH_ENTER_NULL, &found);
-	if (entry == NULL || found)
-		return entry;
-	memset((char *) entry + t->key_size, 0, t->entry_size - t->key_size);
-	stamp = stamp_of(t, entry);
-	SpinLockInit(&stamp->mutex);
-	stamp->first_at = now;
-	return entry;
+static void
+change_end(void)
+{
+	pg_write_barrier();
+	my_slot->changecount++;
+	END_CRIT_SECTION();
 }
 
 /*
- * The entry for key, found or added, with the shared lock held and its
- * spinlock taken and last_at set to now; NULL (and no lock) if there is no
- * room. The caller updates its counters, then calls table_unlock.
+ * Moves this backend's pending entries into the tables (those of the current
+ * generation) and empties its slot, under the exclusive lock: a reader, under
+ * the shared lock, finds each count in a table or in the slot, never both.
  */
-static void *
-table_lock(const Table *t, const void *key, TimestampTz now)
-{
-	void	   *entry;
-	Stamp	   *stamp;
-
-	LWLockAcquire(shared->lock, LW_SHARED);
-	entry = hash_search(t->hash, key, HASH_FIND, NULL);
-	if (entry == NULL)
-	{
-		LWLockRelease(shared->lock);
-		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-		entry = table_insert(t, key, now);
-		if (entry == NULL)
-		{
-			LWLockRelease(shared->lock);
-			return NULL;
-		}
-	}
-	stamp = stamp_of(t, entry);
-	SpinLockAcquire(&stamp->mutex);
-	stamp->last_at = now;
-	return entry;
-}
-
 static void
-table_unlock(const Table *t, void *entry)
+pending_flush(void)
 {
-	SpinLockRelease(&stamp_of(t, entry)->mutex);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	if (my_slot->generation == pg_atomic_read_u32(&shared->generation))
+	{
+		table_add(&usage_table, my_slot->usage, my_slot->n[0]);
+		table_add(&fail_table, my_slot->fail, my_slot->n[1]);
+	}
+	change_begin();
+	my_slot->n[0] = my_slot->n[1] = 0;
+	change_end();
 	LWLockRelease(shared->lock);
+	my_flushed_at = GetCurrentTimestamp();
+}
+
+static bool
+pending_any(void)
+{
+	return my_slot != NULL && (my_slot->n[0] > 0 || my_slot->n[1] > 0);
+}
+
+/* At backend exit: nothing pending is lost. */
+static void
+usage_exit(int code, Datum arg)
+{
+	if (pending_any())
+		pending_flush();
+	my_slot = NULL;
+}
+
+/* At the end of a top-level transaction, once a FLUSH_INTERVAL_MS. */
+static void
+usage_xact(XactEvent event, void *arg)
+{
+	if (xact_event_ends(event) && pending_any() &&
+		TimestampDifferenceExceeds(my_flushed_at, GetCurrentTimestamp(), FLUSH_INTERVAL_MS))
+		pending_flush();
+}
+
+/* This backend's slot, taken at its first call; NULL when it has none. */
+static Pending *
+slot_get(void)
+{
+	if (!my_slot_checked)
+	{
+		my_slot_checked = true;
+		if (MyBackendId >= 1 && MyBackendId <= slot_count())
+		{
+			my_slot = &slots[MyBackendId - 1];
+			before_shmem_exit(usage_exit, (Datum) 0);
+			/* a slot is emptied at exit; one left by a backend that died is not ours to count */
+			change_begin();
+			my_slot->n[0] = my_slot->n[1] = 0;
+			change_end();
+			my_flushed_at = GetCurrentTimestamp();
+		}
+	}
+	return my_slot;
+}
+
+/*
+ * Counts one call in entry (key and values filled in, counters at 1 or 0).
+ * Into this backend's slot (flushed first when full), else straight into the
+ * table under the exclusive lock.
+ */
+static void
+count(const Table *t, const void *entry)
+{
+	Pending    *slot = slot_get();
+	uint32		gen;
+	uint32		hash;
+	int			i;
+	void	   *pending;
+
+	if (slot == NULL)
+	{
+		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+		table_add(t, entry, 1);
+		LWLockRelease(shared->lock);
+		return;
+	}
+	gen = pg_atomic_read_u32(&shared->generation);
+	if (slot->generation != gen)
+	{
+		change_begin();
+		slot->n[0] = slot->n[1] = 0;
+		slot->generation = gen;
+		change_end();
+	}
+	i = my_last[t->idx];
+	if (i >= slot->n[t->idx] || memcmp(pending_entry(t, slot, i), entry, t->key_size) != 0)
+	{
+		hash = hash_bytes(entry, t->key_size);
+		for (i = 0; i < slot->n[t->idx]; i++)
+			if (my_hash[t->idx][i] == hash &&
+				memcmp(pending_entry(t, slot, i), entry, t->key_size) == 0)
+				break;
+		if (i == PENDING_MAX)
+		{
+			pending_flush();
+			i = 0;
+		}
+		if (i == slot->n[t->idx])
+		{
+			my_hash[t->idx][i] = hash;
+			change_begin();
+			memcpy(pending_entry(t, slot, i), entry, t->entry_size);
+			slot->n[t->idx]++;
+			change_end();
+			my_last[t->idx] = i;
+			return;
+		}
+		my_last[t->idx] = i;
+	}
+	pending = pending_entry(t, slot, i);
+	change_begin();
+	t->add(pending, entry);
+	change_end();
 }
 
 void
 usage_record(const pg_uuid_t *org, const char *principal, ApiAction action,
 			 bool failed, const char *client)
 {
-	UsageKey	key;
-	UsageEntry *entry;
-	char		client_buf[CLIENT_MAX];
+	UsageEntry	entry;
 
 	if (shared == NULL || org == NULL || (int) action < 0 || action >= ACT_COUNT)
 		return;
-	memset(&key, 0, sizeof(key));
-	key.dbid = MyDatabaseId;
-	key.org = *org;
-	copy_field(key.principal, principal, PRINCIPAL_MAX);
-	key.action = action;
-	copy_field(client_buf, client, CLIENT_MAX);
-
-	entry = table_lock(&usage_table, &key, GetCurrentTimestamp());
-	if (entry == NULL)
-		return;
-	entry->calls++;
-	if (failed)
-		entry->failures++;
-	memcpy(entry->last_client, client_buf, CLIENT_MAX);
-	table_unlock(&usage_table, entry);
+	memset(&entry, 0, sizeof(entry));
+	entry.key.dbid = MyDatabaseId;
+	entry.key.org = *org;
+	copy_field(entry.key.principal, principal, PRINCIPAL_MAX);
+	entry.key.action = action;
+	entry.stamp.first_at = entry.stamp.last_at = GetCurrentTimestamp();
+	entry.calls = 1;
+	entry.failures = failed ? 1 : 0;
+	copy_field(entry.last_client, client, CLIENT_MAX);
+	count(&usage_table, &entry);
 }
 
 void
 usage_auth_failure(const char *key_prefix, const char *client, const char *reason)
 {
-	FailKey		key;
-	FailEntry  *entry;
-	char		reason_buf[REASON_MAX];
+	FailEntry	entry;
 
 	if (shared == NULL)
 		return;
-	memset(&key, 0, sizeof(key));
-	key.dbid = MyDatabaseId;
-	copy_field(key.key_prefix, key_prefix, KEY_PREFIX_MAX);
-	copy_field(key.client, client, CLIENT_MAX);
-	copy_field(reason_buf, reason, REASON_MAX);
-
-	entry = table_lock(&fail_table, &key, GetCurrentTimestamp());
-	if (entry == NULL)
-		return;
-	entry->count++;
-	memcpy(entry->last_reason, reason_buf, REASON_MAX);
-	table_unlock(&fail_table, entry);
+	memset(&entry, 0, sizeof(entry));
+	entry.key.dbid = MyDatabaseId;
+	copy_field(entry.key.key_prefix, key_prefix, KEY_PREFIX_MAX);
+	copy_field(entry.key.client, client, CLIENT_MAX);
+	entry.stamp.first_at = entry.stamp.last_at = GetCurrentTimestamp();
+	entry.count = 1;
+	copy_field(entry.last_reason, reason, REASON_MAX);
+	count(&fail_table, &entry);
 }
 
 /* SQL-callable functions */
@@ -398,21 +645,62 @@ usage_put(ReturnSetInfo *rsinfo, const void *entry)
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
-/* Copies an entry under its spinlock, so its counters are read together. */
-static void
-entry_copy(const Table *t, void *dst, void *entry)
+/* Whether an entry is of the current database (and of org, when given). */
+static bool
+row_wanted(const void *entry, const pg_uuid_t *org)
 {
-	Stamp	   *stamp = stamp_of(t, entry);
+	return *(const Oid *) entry == MyDatabaseId &&
+		(org == NULL || memcmp(&((const UsageKey *) entry)->org, org, sizeof(*org)) == 0);
+}
 
-	SpinLockAcquire(&stamp->mutex);
-	memcpy(dst, entry, t->entry_size);
-	SpinLockRelease(&stamp->mutex);
+/* Adds entry to the rows being read: a row of its own, or to its key's. */
+static void
+rows_add(const Table *t, HTAB *rows, const void *entry)
+{
+	bool		found;
+	void	   *row = hash_search(rows, entry, HASH_ENTER, &found);
+
+	if (found)
+		t->add(row, entry);
+	else
+		memcpy(row, entry, t->entry_size);
+}
+
+/*
+ * Copies a slot's pending entries of table t into buf, as they were at one
+ * moment (none of an older generation); returns how many.
+ */
+static int
+slot_copy(const Table *t, Pending *slot, uint32 gen, char *buf)
+{
+	volatile Pending *v = slot;
+
+	for (;;)
+	{
+		uint32		before = v->changecount;
+		int			n = 0;
+
+		pg_read_barrier();
+		if ((before & 1) == 0)
+		{
+			if (v->generation == gen)
+			{
+				n = Min(Max(v->n[t->idx], 0), PENDING_MAX);
+				memcpy(buf, pending_entry(t, slot, 0), n * t->entry_size);
+			}
+			pg_read_barrier();
+			if (v->changecount == before)
+				return n;
+		}
+		pg_spin_delay();
+	}
 }
 
 /*
  * Returns the current database's entries of a table as rows, only org's when
  * org is given (both keys start with the database; a usage key then has the
- * org).
+ * org): the table's rows plus every backend's pending counts, read under the
+ * shared lock, so that each count is in one or the other.
  */
 static void
 table_rows(const Table *t, ReturnSetInfo *rsinfo, const pg_uuid_t *org,
@@ -420,23 +708,36 @@ table_rows(const Table *t, ReturnSetInfo *rsinfo, const pg_uuid_t *org,
 {
 	HASH_SEQ_STATUS seq;
 	void	   *entry;
-	union
-	{
-		UsageEntry	usage;
-		FailEntry	fail;
-	}			copy;
+	HASHCTL		info;
+	HTAB	   *rows;
+	char	   *buf = palloc(PENDING_MAX * t->entry_size);
+
+	memset(&info, 0, sizeof(info));
+	info.keysize = t->key_size;
+	info.entrysize = t->entry_size;
+	info.hcxt = CurrentMemoryContext;
+	rows = hash_create("sdr_creds usage rows", 256, &info, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	LWLockAcquire(shared->lock, LW_SHARED);
 	hash_seq_init(&seq, t->hash);
 	while ((entry = hash_seq_search(&seq)) != NULL)
+		if (row_wanted(entry, org))
+			rows_add(t, rows, entry);
+	for (int s = 0; s < slot_count(); s++)
 	{
-		if (*(Oid *) entry != MyDatabaseId ||
-			(org && memcmp(&((UsageKey *) entry)->org, org, sizeof(*org)) != 0))
-			continue;
-		entry_copy(t, &copy, entry);
-		put(rsinfo, &copy);
+		int			n = slot_copy(t, &slots[s], pg_atomic_read_u32(&shared->generation), buf);
+
+		for (int i = 0; i < n; i++)
+			if (row_wanted(buf + i * t->entry_size, org))
+				rows_add(t, rows, buf + i * t->entry_size);
 	}
 	LWLockRelease(shared->lock);
+
+	hash_seq_init(&seq, rows);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+		put(rsinfo, entry);
+	hash_destroy(rows);
+	pfree(buf);
 }
 
 PG_FUNCTION_INFO_V1(sdr_creds_usage_entries);
@@ -480,6 +781,7 @@ sdr_creds_auth_failure_entries(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/* Empties a table and its clock (lock held exclusively). */
 static void
 table_clear(const Table *t)
 {
@@ -489,8 +791,14 @@ table_clear(const Table *t)
 	hash_seq_init(&seq, t->hash);
 	while ((entry = hash_seq_search(&seq)) != NULL)
 		hash_search(t->hash, entry, HASH_REMOVE, NULL);
+	shared->clock[t->idx].used = shared->clock[t->idx].hand = 0;
 }
 
+/*
+ * Empties both tables and, by advancing the generation, every backend's
+ * pending counts (each empties its slot at its next call or flush; readers
+ * skip it meanwhile).
+ */
 PG_FUNCTION_INFO_V1(sdr_creds_usage_reset);
 Datum
 sdr_creds_usage_reset(PG_FUNCTION_ARGS)
@@ -501,6 +809,7 @@ sdr_creds_usage_reset(PG_FUNCTION_ARGS)
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	table_clear(&usage_table);
 	table_clear(&fail_table);
+	pg_atomic_fetch_add_u32(&shared->generation, 1);
 	LWLockRelease(shared->lock);
 	PG_RETURN_VOID();
 }

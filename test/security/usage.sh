@@ -49,7 +49,18 @@ q -d "$db" -c "CREATE TABLE usage_keys AS
   SELECT sdr_creds.usage_reset()" >/dev/null
 q -d "$db" -c "DO \$\$ DECLARE r record; BEGIN
   FOR r IN SELECT key FROM usage_keys ORDER BY n LOOP PERFORM sdr_creds.authenticate(r.key); END LOOP; END \$\$" >/dev/null
+# A backend's last pending counts reach the table as it exits; until then a
+# reader adds them to it (their rows may be more than usage_max). Waits (10 s at
+# most) until no other backend of the database is left.
+settled() {
+  for _ in $(seq 100); do
+    [ "$(q -d "$db" -c "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")" = 0 ] && return 0
+    sleep 0.1
+  done
+  echo "# other backends still connected"; return 1
+}
 usage_state() {   # entries, of which the newest 90 keys, and whether key 1 is still there
+  settled
   q -d "$db" -c "SELECT (SELECT count(*) FROM sdr_creds.$1) || ' '
     || (SELECT count(*) FROM usage_keys u JOIN sdr_creds.$1 s ON $2 WHERE u.n > 60) || ' '
     || (SELECT count(*) FROM usage_keys u JOIN sdr_creds.$1 s ON $2 WHERE u.n = 1)"
@@ -58,6 +69,17 @@ read -r entries newest oldest <<<"$(usage_state usage "s.principal = 'key:' || u
 check "usage: 150 principals in a table of 100 keep at most 100 entries (got $entries)" [ "$entries" -le 100 -a "$entries" -ge 90 ]
 check "usage: eviction keeps the 90 most recently used principals" [ "$newest" = 90 ]
 check "usage: eviction drops the least recently used principal" [ "$oldest" = 0 ]
+# A principal used again all along stays while 149 others pass through the table
+# (the clock spares a row used since its hand last passed): its count never restarts.
+q -d "$db" -c "SELECT sdr_creds.usage_reset()" >/dev/null
+q -d "$db" -c "DO \$\$ DECLARE r record; BEGIN
+  FOR r IN SELECT key FROM usage_keys WHERE n > 1 ORDER BY n LOOP
+    PERFORM sdr_creds.authenticate((SELECT key FROM usage_keys WHERE n = 1));
+    PERFORM sdr_creds.authenticate(r.key);
+  END LOOP; END \$\$" >/dev/null
+settled
+check "usage: a principal used all along is kept while 149 others pass through a table of 100 (149 calls)" \
+  [ "$(q -d "$db" -c "SELECT s.calls FROM usage_keys u JOIN sdr_creds.usage s ON s.principal = 'key:' || u.id WHERE u.n = 1")" = 149 ]
 # The same for failed authentications: 150 revoked keys, each a distinct prefix.
 q -d "$db" -c "UPDATE sdr_creds.api_keys SET revoked_at = now() WHERE id IN (SELECT id FROM usage_keys)" >/dev/null
 q -d "$db" -c "DO \$\$ DECLARE r record; BEGIN
@@ -86,6 +108,26 @@ check "usage: list_api_keys shows the given client as the key's last use" \
   [ "$(q -d "$db" -c "SELECT last_used_from FROM sdr_creds.list_api_keys('$org') WHERE name = 'usage client'")" = 198.51.100.9 ]
 check "usage: a failed authentication is counted under the given client" \
   [ "$(q -d "$db" -c "SELECT client || ' ' || last_reason FROM sdr_creds.auth_failures")" = "2001:db8::9 unknown_key" ]
+
+# 4. A backend's pending counts (counted in its own slot, moved into the table
+#    at most once a second) are read at once by another backend while it is
+#    connected and idle, and usage_reset drops them.
+key=$(q -d "$db" -c "SELECT sdr_creds.create_api_key('$org', 'usage idle') ->> 'key'")
+idle_id=$(q -d "$db" -c "SELECT id FROM sdr_creds.api_keys WHERE name = 'usage idle'")
+idle_calls() { q -d "$db" -c "SELECT coalesce(sum(calls), 0) FROM sdr_creds.usage WHERE principal = 'key:$idle_id'"; }
+coproc IDLE { q -d "$db" 2>&1; }
+say() {  # runs an authentication in the idle session and waits (10 s at most) for its answer
+  local got; echo "SELECT sdr_creds.authenticate('$key') IS NOT NULL;" >&"${IDLE[1]}"
+  read -r -t 10 got <&"${IDLE[0]}"; [ "$got" = t ]
+}
+check "usage: a session authenticates 3 times and stays connected" say && say && say
+check "usage: its 3 calls are read at once by another backend" [ "$(idle_calls)" = 3 ]
+q -d "$db" -c "SELECT sdr_creds.usage_reset()" >/dev/null
+check "usage: usage_reset drops a connected backend's pending counts" [ "$(idle_calls)" = 0 ]
+check "usage: its next call counts from zero" say
+check "usage: after the reset, 1 call" [ "$(idle_calls)" = 1 ]
+exec {IDLE[1]}>&-; wait "$IDLE_PID" 2>/dev/null
+unset key
 
 q -c "ALTER SYSTEM RESET sdr_creds.usage_max" >/dev/null
 test/cluster.sh restart "$SDR_CLUSTER_DIR"
