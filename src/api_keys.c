@@ -77,9 +77,21 @@ typedef struct CachedKey
 	pg_uuid_t	org;
 	pg_uuid_t	id;
 	TimestampTz expires_at;		/* DT_NOEND if none */
+	int			slot;			/* its place in key_ring */
+	bool		used;			/* used since the clock hand last passed it */
 } CachedKey;
 
+/*
+ * At most KEY_CACHE_MAX keys a backend (KEY_CACHE_MAX * sizeof(CachedKey)
+ * plus the hash table's overhead: see docs/operations.md). When it is full, a
+ * new key evicts one entry, chosen by a clock over key_ring: an entry used
+ * since the hand last passed is spared once. An entry invalidated leaves a
+ * hole in the ring (a slot whose entry is gone or has moved), reused first.
+ */
 static HTAB *key_cache = NULL;
+static Oid	key_ring[KEY_CACHE_MAX];	/* the tag of each slot's entry */
+static int	key_ring_len = 0;
+static int	key_hand = 0;
 static uint64 key_cache_generation = 0;
 static bool key_cache_watched = false;	/* key_cache_invalidate registered */
 
@@ -135,9 +147,32 @@ key_cache_invalidate(Datum arg, Oid relid)
 	{
 		hash_destroy(key_cache);
 		key_cache = NULL;
+		key_ring_len = key_hand = 0;
 	}
 	else if (relid >= FirstNormalObjectId)
 		(void) hash_search(key_cache, &relid, HASH_REMOVE, NULL);
+}
+
+/* A free slot of key_ring: a hole, or the slot of the entry it evicts. */
+static int
+key_cache_slot(void)
+{
+	for (;;)
+	{
+		int			slot = key_hand;
+		CachedKey  *k = hash_search(key_cache, &key_ring[slot], HASH_FIND, NULL);
+
+		key_hand = (key_hand + 1) % KEY_CACHE_MAX;
+		if (k == NULL || k->slot != slot)
+			return slot;
+		if (k->used)
+			k->used = false;
+		else
+		{
+			(void) hash_search(key_cache, &key_ring[slot], HASH_REMOVE, NULL);
+			return slot;
+		}
+	}
 }
 
 static void
@@ -146,19 +181,27 @@ key_cache_add(const unsigned char *hash, const CachedKey *row)
 	HASHCTL		ctl = {.keysize = sizeof(Oid), .entrysize = sizeof(CachedKey)};
 	Oid			tag = key_tag(hash);
 	CachedKey  *k;
+	bool		found;
+	int			slot = -1;
 
-	if (key_cache && hash_get_num_entries(key_cache) >= KEY_CACHE_MAX)
-	{
-		hash_destroy(key_cache);
-		key_cache = NULL;
-	}
 	if (key_cache == NULL)
+	{
 		key_cache = hash_create("sdr_creds API keys", 64, &ctl, HASH_ELEM | HASH_BLOBS);
-	k = hash_search(key_cache, &tag, HASH_ENTER, NULL);
+		key_ring_len = key_hand = 0;
+	}
+	if (hash_search(key_cache, &tag, HASH_FIND, NULL) == NULL)
+		slot = key_ring_len < KEY_CACHE_MAX ? key_ring_len++ : key_cache_slot();
+	k = hash_search(key_cache, &tag, HASH_ENTER, &found);
+	if (!found)
+	{
+		key_ring[slot] = tag;
+		k->slot = slot;
+	}
 	memcpy(k->hash, hash, API_KEY_HASH_BYTES);
 	k->org = row->org;
 	k->id = row->id;
 	k->expires_at = row->expires_at;
+	k->used = false;
 }
 
 static CachedKey *
@@ -227,7 +270,10 @@ api_key_verify(const char *key, pg_uuid_t *org, pg_uuid_t *id)
 	AcceptInvalidationMessages();
 	cached = key_cache_find(hash);
 	if (cached)
+	{
+		cached->used = true;
 		row = *cached;
+	}
 	else
 	{
 		generation = key_cache_generation;

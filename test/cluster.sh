@@ -7,6 +7,7 @@
 #   test/cluster.sh start DIR [PORT]   # prints the PG* variables to export
 #   test/cluster.sh stop DIR
 #   test/cluster.sh restart DIR
+#   test/cluster.sh standby DATADIR SOCKDIR PORT LOG   # prints the port it started on
 set -euo pipefail
 cmd=${1:?usage: cluster.sh start|stop|restart DIR [PORT]}
 dir=${2:?usage: cluster.sh start|stop|restart DIR [PORT]}
@@ -64,5 +65,22 @@ stop)
 restart)
   pg_ctl_env -D "$dir/data" -l "$dir/postgres.log" -m fast -w -t 60 restart >/dev/null
   ;;
-*) echo "usage: cluster.sh start|stop|restart DIR [PORT]" >&2; exit 2 ;;
+standby)
+  # DIR is the data directory of a pg_basebackup -R copy: start it on a socket
+  # in SOCKDIR and on 127.0.0.1 at the first free port from PORT. The port can
+  # be taken between the check and the start (by a test run beside this one):
+  # try the next ones.
+  sockdir=${3:?usage: cluster.sh standby DATADIR SOCKDIR PORT LOG}
+  port=${4:?usage: cluster.sh standby DATADIR SOCKDIR PORT LOG}
+  log=${5:?usage: cluster.sh standby DATADIR SOCKDIR PORT LOG}
+  for _ in 1 2 3 4 5; do
+    while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+    printf "port = %s\nunix_socket_directories = '%s'\n" "$port" "$sockdir" | as_owner sh -c "cat >> '$dir/postgresql.conf'"
+    if pg_ctl_env -D "$dir" -l "$log" -w -t 60 start >/dev/null; then echo "$port"; exit 0; fi
+    tail -3 "$log" 2>/dev/null | sed 's/^/# standby: /' >&2
+    port=$((port + 1))
+  done
+  exit 1
+  ;;
+*) echo "usage: cluster.sh start|stop|restart|standby DIR [PORT]" >&2; exit 2 ;;
 esac

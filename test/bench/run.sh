@@ -26,8 +26,15 @@
 #      the requests wrk counted; the server's split between its HTTP workers and its
 #      database threads (/proc/PID/task/*/stat by thread name), and the server's CPU
 #      per GET /healthz in the same rounds (libmicrohttpd alone: no database);
-#   8. scale: get_by_provider with 1M credentials over 100k orgs against 10k over
-#      1k orgs (BENCH_SCALE=0 skips it; loading takes a few minutes).
+#   8. scale (test/bench/scale.sh): get_by_provider with 1M credentials over 100k
+#      orgs and 100k API keys (BENCH_SCALE=1M, the default; a minute or two of
+#      loading) or 10M credentials over 1M orgs and 1M API keys (BENCH_SCALE=10M;
+#      about half an hour on 2 cores, 25 GB free disk) against 10k over 1k orgs;
+#      authenticate() among 1k, 6k and all the keys against among 1k of 1k (the
+#      per-backend key cache); the load time, table and index sizes, the key
+#      cache's memory, and the largest backend RSS. BENCH_SCALE=0 skips it,
+#      BENCH_SCALE_JOBS (default: the CPUs) sets the loading clients, and
+#      BENCH_ONLY=scale runs this step alone.
 # Every load is bounded in time. BENCH_SECONDS (default 10) sets each run,
 # BENCH_ROUNDS (default 3) the interleaved rounds, BENCH_PORT and BENCH_HTTP_PORT
 # the first ports tried for the cluster and the server.
@@ -44,6 +51,9 @@ mkdir -p "$out" || exit 1
 figures="$out/figures.tsv"
 # fig NAME VALUE: one figure for the file (an empty value, a figure the run did not get, is left out)
 fig() { [ -n "$2" ] && printf '%s\t%s\n' "$1" "$2" >> "$figures"; return 0; }
+median() { sort -n "$1" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+sum() { awk '{ t += $1 } END { print t + 0 }' "$1"; }
 { printf '# sdr_creds make bench figures: name<TAB>value; tps and req/s, latencies in ms, memory in kB\n'
   printf 'date\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   printf 'commit\t%s\n' "$(git describe --always --dirty 2>/dev/null || echo unknown)"
@@ -68,6 +78,9 @@ eval "$(test/cluster.sh start "$work/cluster" "$port")"
 psql -Xq -c "ALTER SYSTEM SET shared_preload_libraries = 'sdr_creds'" -c "ALTER SYSTEM SET shared_buffers = '1GB'" \
   -c "ALTER SYSTEM SET sdr_creds.usage_max = 30000" >/dev/null
 test/cluster.sh restart "$work/cluster"
+rounds=${BENCH_ROUNDS:-3}
+# BENCH_ONLY=scale: step 8 alone
+if [ "${BENCH_ONLY:-}" = scale ]; then . test/bench/scale.sh; echo "figures: $figures"; exit 0; fi
 createdb bench
 org=123e4567-e89b-12d3-a456-426614174000
 psql -Xq -d bench -v ON_ERROR_STOP=1 >/dev/null <<SQL
@@ -201,15 +214,12 @@ wrk_median() {
 }
 
 # Interleaved rounds, median of each: the machine's noise hits all alike.
-rounds=${BENCH_ROUNDS:-3}
 run_pgbench() {  # NAME[_audited|_churn]: test/bench/NAME.pgbench, results in $work/NAME[_...].tps
   local file=${1%_audited}; file=${file%_churn}; file=${file%_hot}
   pgbench -n -M prepared -c 8 -j 2 -T "$secs" -U bench_app -D key="$key" -D nkeys="${pgbench_keys:-$nkeys}" \
     -f "test/bench/$file.pgbench" bench 2>&1 |
     sed -n 's/^tps = \([0-9.]*\) .*/\1/p' >> "$work/$1.tps"
 }
-median() { sort -n "$1" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 # sdr_creds.audit for new sessions (pgbench connects anew for each run)
 set_audit() {
   psql -Xq -c "ALTER SYSTEM SET sdr_creds.audit = '$1'" -c "SELECT pg_reload_conf()" >/dev/null
@@ -288,7 +298,6 @@ wrk_healthz_cpu() {
   echo $(( $(server_ticks) - s0 )) >> "$work/cpu_healthz"
   n=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$work/$1.wrk"); echo "${n:-0}" >> "$work/cpu_healthz_requests"
 }
-sum() { awk '{ t += $1 } END { print t + 0 }' "$1"; }
 # API-key rows read so far (index scans of api_keys' key_hash index), once the
 # backends of the last run have exited and flushed their statistics
 key_reads() {
@@ -416,12 +425,10 @@ if [ -n "$http" ]; then
   # Reads from a hot standby: a pg_basebackup -R standby of this cluster, and a
   # second server sending GETs there (--db-read), against the primary alone.
   bindir=${SDR_PG_ROOT:-}$(pg_config --bindir)
-  sport=$((port + 1))
-  while (exec 3<>"/dev/tcp/127.0.0.1/$sport") 2>/dev/null; do sport=$((sport + 1)); done
   mkdir -m 700 "$work/standby"; [ "$(id -u)" -eq 0 ] && chown postgres: "$work/standby"
   as_owner "$bindir/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres -D "$work/standby" -R -X stream -c fast >"$work/basebackup.log" 2>&1
-  printf 'port = %s\nunix_socket_directories = %s\n' "$sport" "'$work/cluster'" | as_owner sh -c "cat >> '$work/standby/postgresql.conf'"
-  as_owner "$bindir/pg_ctl" -D "$work/standby" -l "$work/cluster/standby.log" -w -t 60 start >/dev/null
+  # from the next port up, retried if taken meanwhile (as test/security/standby.sh does)
+  sport=$(test/cluster.sh standby "$work/standby" "$work/cluster" $((port + 1)) "$work/cluster/standby.log")
   standby_up=1
   http_port2=$((http_port + 1))
   while (exec 3<>"/dev/tcp/127.0.0.1/$http_port2") 2>/dev/null; do http_port2=$((http_port2 + 1)); done
@@ -444,41 +451,8 @@ if [ -n "$http" ]; then
   as_owner "$bindir/pg_ctl" -D "$work/standby" -m fast -w stop >/dev/null; standby_up=
 fi
 
-if [ "${BENCH_SCALE:-1}" != 0 ]; then
-  createdb scale
-  psql -Xq -d scale -c "CREATE EXTENSION sdr_creds CASCADE" >/dev/null 2>&1
-  # orgs [from, to), 10 providers each, in one transaction per 10k orgs
-  load() {
-    for ((lo = $1; lo < $2; lo += 10000)); do
-      hi=$((lo + 10000 < $2 ? lo + 10000 : $2))
-      psql -Xq -d scale -v ON_ERROR_STOP=1 >/dev/null <<SQL
-DO \$\$
-BEGIN
-  FOR i IN $lo..$((hi - 1)) LOOP
-    PERFORM sdr_creds.act_as(('00000000-0000-4000-8000-' || lpad(to_hex(i + 1), 12, '0'))::uuid);
-    FOR p IN 1..10 LOOP
-      PERFORM sdr_creds.store('crm' || p, NULL, 'made-up-token-' || i || '-' || p, '{"refresh_token": "made-up", "portal_id": 1}');
-    END LOOP;
-  END LOOP;
-END
-\$\$;
-SQL
-    done
-    # measure lookups, not the load's aftermath: hint bits set, dirty pages flushed
-    psql -Xq -d scale -c "VACUUM ANALYZE sdr_creds.credentials" -c "CHECKPOINT" >/dev/null
-  }
-  scale_tps() {
-    pgbench -n -M prepared -c 8 -j 2 -T "$secs" -D norgs="$1" -f test/bench/scale_get.pgbench scale 2>&1 |
-      sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
-  }
-  t0=$(date +%s); load 0 1000; small=$(scale_tps 1000)
-  load 1000 100000; t1=$(date +%s); large=$(scale_tps 100000)
-  rows=$(psql -XAtq -d scale -c "SELECT count(*) FROM sdr_creds.credentials")
-  sratio=$(awk -v a="$small" -v b="$large" 'BEGIN { printf "%.2f", a / b }')
-  echo "scale: get_by_provider ${small} tps at 10k credentials (1k orgs), ${large} tps at ${rows} (100k orgs); loaded in $((t1 - t0)) s"
-  echo "  time per lookup at 1M / at 10k: ${sratio} (target <= 1.2)"
-  fig scale_10k_tps "$small"; fig scale_1m_tps "$large"; fig scale_rows "$rows"; fig scale_ratio "$sratio"
-fi
+# 8. scale (test/bench/scale.sh)
+. test/bench/scale.sh
 
 echo "figures: $figures"
 if test/bench/chart.sh "$figures" "$out/bench.png"; then

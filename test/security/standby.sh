@@ -12,8 +12,6 @@ org=00000000-0000-4000-8000-0000000000e5
 bindir=${SDR_PG_ROOT:-}$(pg_config --bindir)
 dir=$SDR_CLUSTER_DIR/standby
 as_owner() { if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
-port=$((PGPORT + 1000))
-while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
 
 fresh_db "$db"
 key=$(q -d "$db" -c "SELECT sdr_creds.create_api_key('$org', 'standby') ->> 'key'")
@@ -21,17 +19,8 @@ q -d "$db" -c "BEGIN; SELECT sdr_creds.authenticate('$key'); SELECT sdr_creds.st
 
 as_owner rm -rf "$dir"
 as_owner "$bindir/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres -D "$dir/data" -R -X stream -c fast >"$SDR_CLUSTER_DIR/standby.log" 2>&1
-# The port can be taken between the check above and the start (by a test run
-# beside this one): try the next ones, as test/run.sh does for the cluster.
-for _ in 1 2 3 4 5; do
-  as_owner sh -c "cat >> '$dir/data/postgresql.conf'" <<CONF
-port = $port
-unix_socket_directories = '$dir'
-CONF
-  as_owner env ${SDR_PG_ENV:-} "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null && break
-  tail -3 "$dir/postgres.log" 2>/dev/null | sed 's/^/# standby: /'
-  port=$((port + 1))
-done
+# from PGPORT + 1000, the next free port (retried if taken meanwhile)
+port=$("$(dirname "$0")/../cluster.sh" standby "$dir/data" "$dir" $((PGPORT + 1000)) "$dir/postgres.log")
 sq() { q -h "$dir" -p "$port" -d "$db" "$@"; }
 server=
 cleanup() {
