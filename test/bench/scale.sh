@@ -111,9 +111,16 @@ SELECT (SELECT total_bytes FROM pg_backend_memory_contexts WHERE name = 'sdr_cre
 SQL
   }
   read -r kc0 ra0 kc1k ra1k kc4k ra4k < <(key_cache_mem | tr '\n' ' ')
-  scale_pgbench() {  # NAME DB FILE NORGS NKEYS: tps into $work/scale_NAME.tps
-    pgbench -n -M prepared -c 8 -j 2 -T "$secs" -D norgs="$4" -D nkeys="$5" -f "test/bench/$3.pgbench" "$2" 2>&1 |
-      sed -n 's/^tps = \([0-9.]*\) .*/\1/p' >> "$work/scale_$1.tps"
+  # the machine's page faults so far (/proc/vmstat): a backend's first touch of a
+  # shared-buffer page is a fault, so a lookup over a large working set pays them
+  page_faults() { awk '$1 == "pgfault" { print $2 }' /proc/vmstat; }
+  scale_pgbench() {  # NAME DB FILE NORGS NKEYS: tps into $work/scale_NAME.tps, faults a call into .faults
+    local f0 tps
+    f0=$(page_faults)
+    tps=$(pgbench -n -M prepared -c 8 -j 2 -T "$secs" -D norgs="$4" -D nkeys="$5" -f "test/bench/$3.pgbench" "$2" 2>&1 |
+      sed -n 's/^tps = \([0-9.]*\) .*/\1/p')
+    echo "$tps" >> "$work/scale_$1.tps"
+    awk -v f="$(($(page_faults) - f0))" -v t="$tps" -v s="$secs" 'BEGIN { if (t > 0) printf "%.2f\n", f / (t * s) }' >> "$work/scale_$1.faults"
   }
   scale_key_reads() {  # API-key rows read in DB so far (index scans of the key-hash index)
     sleep 1; psql -XAtq -d "$1" -c "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'api_keys_key_hash_key'"
@@ -139,6 +146,8 @@ SQL
   echo "  sizes: credentials ${cred_mb} MB + indexes ${cred_idx_mb} MB; api_keys ${keys_mb} MB + indexes ${keys_idx_mb} MB; database ${db_mb} MB"
   echo "  get_by_provider, a random org and provider: ${small} tps at 10k credentials (1k orgs), ${large} tps at ${scale_rows}"
   echo "    time per lookup at ${scale_label^^} / at 10k: ${sratio} (target <= 1.2)"
+  fault_small=$(median "$work/scale_small.faults"); fault_large=$(median "$work/scale_large.faults")
+  echo "    page faults a lookup (the machine's, /proc/vmstat): ${fault_small} at 10k, ${fault_large} at ${scale_label^^} (pgbench's new backends touching shared-buffer pages for the first time)"
   auth1k=$(median "$work/scale_auth_1k.tps")
   echo "  authenticate(), a random one of N API keys (key cache: 4096 a backend, one evicted at a time when full):"
   echo "    N = 1000 of 1000 (scale_small): ${auth1k} tps"
@@ -161,5 +170,6 @@ SQL
   fig key_cache_rss_anon_kb_0 "$ra0"; fig key_cache_rss_anon_kb_4095 "$ra4k"
   fig "scale_${scale_label}_backend_hwm_kb" "$mem_hwm"; fig "scale_${scale_label}_backend_rss_kb" "$mem_rss"
   fig "scale_${scale_label}_backend_anon_kb" "$mem_anon"
+  fig "scale_${scale_label}_small_faults_per_call" "$fault_small"; fig "scale_${scale_label}_faults_per_call" "$fault_large"
   for db in scale scale_small; do dropdb "$db"; done
 fi
