@@ -7,6 +7,9 @@
 # 1M orgs and 1M keys; 0 skips). Rows are written by the extension's own store()
 # and create_api_key() (sealed, decryptable), in server-side loops of 10k orgs (100k
 # credentials) or 100k keys a transaction, BENCH_SCALE_JOBS (default: the CPUs) at once.
+# A plaintext copy of each database's credentials (scale_plain, one unique index on
+# org and provider), point-selected as JSON in the same rounds, is the control:
+# PostgreSQL's own cost of the size, without the extension.
 case ${BENCH_SCALE:-1M} in
   0) scale_orgs=0 ;;
   1 | 1M | 1m) scale_orgs=100000; scale_label=1m; scale_need_gb=4 ;;
@@ -20,9 +23,10 @@ if [ "$scale_orgs" -gt 0 ] && [ "$scale_free_gb" -lt "$scale_need_gb" ]; then
 fi
 if [ "$scale_orgs" -gt 0 ]; then
   if [ "$scale_label" = 10m ]; then
-    # sized as a DBA would for ~5 GB of credentials and keys: the working set in
-    # shared_buffers, and checkpoints spaced for a bulk load
-    psql -Xq -c "ALTER SYSTEM SET shared_buffers = '${BENCH_SCALE_SHARED_BUFFERS:-6GB}'" -c "ALTER SYSTEM SET max_wal_size = '4GB'" >/dev/null
+    # sized as a DBA would for ~5 GB of credentials and keys (and ~3 GB of the
+    # plaintext control): the working set in shared_buffers, and checkpoints
+    # spaced for a bulk load
+    psql -Xq -c "ALTER SYSTEM SET shared_buffers = '${BENCH_SCALE_SHARED_BUFFERS:-8GB}'" -c "ALTER SYSTEM SET max_wal_size = '4GB'" >/dev/null
     test/cluster.sh restart "$work/cluster"
   fi
   scale_jobs=${BENCH_SCALE_JOBS:-$(nproc)}
@@ -81,6 +85,8 @@ SQL
       pids+=($!)
     done
     wait "${pids[@]}"
+    psql -Xq -d "$db" -v ON_ERROR_STOP=1 -c "CREATE TABLE scale_plain AS SELECT * FROM sdr_creds.credentials" \
+      -c "ALTER TABLE scale_plain ADD UNIQUE (org_id, provider)" >/dev/null
     # measure lookups, not the load's aftermath: hint bits set, dirty pages flushed
     psql -Xq -d "$db" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
   }
@@ -128,6 +134,7 @@ SQL
   : > "$work/scale_calls"
   for _ in $(seq "$rounds"); do
     scale_pgbench small scale_small scale_get 1000 1000; scale_pgbench large scale scale_get "$scale_orgs" 1000
+    scale_pgbench plain_small scale_small scale_plain 1000 1000; scale_pgbench plain scale scale_plain "$scale_orgs" 1000
     scale_pgbench auth_1k scale_small scale_auth 1000 1000
     for w in 1000 6000 "$scale_orgs"; do
       r0=$(scale_key_reads scale); scale_pgbench "auth_$w" scale scale_auth "$scale_orgs" "$w"
@@ -148,6 +155,9 @@ SQL
   echo "    time per lookup at ${scale_label^^} / at 10k: ${sratio} (target <= 1.2)"
   fault_small=$(median "$work/scale_small.faults"); fault_large=$(median "$work/scale_large.faults")
   echo "    page faults a lookup (the machine's, /proc/vmstat): ${fault_small} at 10k, ${fault_large} at ${scale_label^^} (pgbench's new backends touching shared-buffer pages for the first time)"
+  plain_small=$(median "$work/scale_plain_small.tps"); plain=$(median "$work/scale_plain.tps"); pratio=$(ratio "$plain_small" "$plain")
+  echo "  the control, a plaintext point select of the same rows as JSON (scale_plain): ${plain_small} tps at 10k, ${plain} tps at ${scale_label^^}"
+  echo "    time per lookup at ${scale_label^^} / at 10k: ${pratio} (PostgreSQL's own cost of the size); page faults a lookup $(median "$work/scale_plain_small.faults") / $(median "$work/scale_plain.faults")"
   auth1k=$(median "$work/scale_auth_1k.tps")
   echo "  authenticate(), a random one of N API keys (key cache: 4096 a backend, one evicted at a time when full):"
   echo "    N = 1000 of 1000 (scale_small): ${auth1k} tps"
@@ -171,5 +181,7 @@ SQL
   fig "scale_${scale_label}_backend_hwm_kb" "$mem_hwm"; fig "scale_${scale_label}_backend_rss_kb" "$mem_rss"
   fig "scale_${scale_label}_backend_anon_kb" "$mem_anon"
   fig "scale_${scale_label}_small_faults_per_call" "$fault_small"; fig "scale_${scale_label}_faults_per_call" "$fault_large"
+  fig "scale_${scale_label}_plain_small_tps" "$plain_small"; fig "scale_${scale_label}_plain_tps" "$plain"; fig "scale_${scale_label}_plain_ratio" "$pratio"
+  fig "scale_${scale_label}_plain_faults_per_call" "$(median "$work/scale_plain.faults")"
   for db in scale scale_small; do dropdb "$db"; done
 fi
