@@ -29,7 +29,8 @@
 #   8. scale (test/bench/scale.sh): get_by_provider with 1M credentials over 100k
 #      orgs and 100k API keys (BENCH_SCALE=1M, the default; a minute or two of
 #      loading) or 10M credentials over 1M orgs and 1M API keys (BENCH_SCALE=10M;
-#      about half an hour on 2 cores, 25 GB free disk) against 10k over 1k orgs;
+#      12 to 25 min on 2 cores, 25 GB free disk) against 10k over 1k orgs, and a
+#      plaintext copy of the same rows point-selected likewise (the control);
 #      authenticate() among 1k, 6k and all the keys against among 1k of 1k (the
 #      per-backend key cache); the load time, table and index sizes, the key
 #      cache's memory, and the largest backend RSS. BENCH_SCALE=0 skips it,
