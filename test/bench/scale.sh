@@ -169,6 +169,9 @@ SQL
   done
   echo "  API-key cache of one backend: $((kc1k - kc0)) bytes with 1000 keys, $((kc4k - kc0)) with 4095 ($(((kc4k - kc0) / 4095)) bytes a key); private memory (RssAnon) ${ra0} kB empty, ${ra1k} kB, ${ra4k} kB"
   echo "  largest backend of the scale databases during the step: VmHWM ${mem_hwm} kB, VmRSS ${mem_rss} kB (shared buffers it touched included), RssAnon ${mem_anon} kB"
+  # huge_pages = try (the default) puts shared memory in them when the kernel has them
+  huge=$(awk '$1 == "HugePages_Total:" { print $2 }' /proc/meminfo)
+  echo "  huge pages on this machine: ${huge:-0} (0: shared buffers in 4 kB pages, a page fault for each one a backend touches first; see docs/operations.md)"
   [ "$scale_label" = 1m ] && { fig scale_10k_tps "$small"; fig scale_rows "$scale_rows"; fig scale_ratio "$sratio"; }
   fig "scale_${scale_label}_small_tps" "$small"; fig "scale_${scale_label}_tps" "$large"; fig "scale_${scale_label}_ratio" "$sratio"
   fig "scale_${scale_label}_rows" "$scale_rows"; fig "scale_${scale_label}_api_keys" "$scale_keys"
@@ -183,5 +186,6 @@ SQL
   fig "scale_${scale_label}_small_faults_per_call" "$fault_small"; fig "scale_${scale_label}_faults_per_call" "$fault_large"
   fig "scale_${scale_label}_plain_small_tps" "$plain_small"; fig "scale_${scale_label}_plain_tps" "$plain"; fig "scale_${scale_label}_plain_ratio" "$pratio"
   fig "scale_${scale_label}_plain_faults_per_call" "$(median "$work/scale_plain.faults")"
+  fig "scale_${scale_label}_huge_pages" "${huge:-0}"
   for db in scale scale_small; do dropdb "$db"; done
 fi
