@@ -82,10 +82,14 @@ jwt_authenticate(const char *token, pg_uuid_t *org, char *principal)
 		hs256_authenticate(token, org, sub);
 	else if (check != ISSUER_TOKEN_VALID)
 		unauthorized("jwt:-", "jwt", issuer_token_reasons[check]);
-	/* not a secret: the verified token's sub, at most 64 characters of
-	 * [A-Za-z0-9._@:+-] (jwt.c): no API key fits (no '_'), nor a signed
-	 * HS256 JWT (68 characters at least) */
-	snprintf(principal, PRINCIPAL_MAX, "jwt:%s", sub[0] ? sub : "-");
+	/*
+	 * The verified token's sub, at most 64 characters of [A-Za-z0-9._@:+-]
+	 * (jwt.c), names the caller in audit lines and the usage statistics; one
+	 * shaped like an API key or a JWT is written as "?", since both may be
+	 * read by others than its holder.
+	 */
+	snprintf(principal, PRINCIPAL_MAX, "jwt:%s",
+			 sub[0] == '\0' ? "-" : redact_has_secret(sub) ? "?" : sub);
 }
 
 /* Sets the caller's context to the authenticated org, and reports it. */

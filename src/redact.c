@@ -137,8 +137,9 @@ find_secret(const char *s, const char **start, const char **end)
 	return find_secret_before(s, NULL, start, end);
 }
 
-static bool
-has_secret(const char *s)
+/* Whether s holds an API-key- or JWT-shaped string anywhere. */
+bool
+redact_has_secret(const char *s)
 {
 	const char *a,
 			   *b;
@@ -244,7 +245,7 @@ static void
 redact_log(ErrorData *e)
 {
 	const char *q = debug_query_string;
-	bool		secret_stmt = has_secret(q);
+	bool		secret_stmt = redact_has_secret(q);
 
 	if (mentions_us(q) || mentions_us(e->message))
 	{
@@ -334,7 +335,7 @@ redact_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 	 * once per statement of a multi-statement string.
 	 */
 	if (query->stmt_location <= 0 && is_client_text(pstate->p_sourcetext) &&
-		has_secret(pstate->p_sourcetext))
+		redact_has_secret(pstate->p_sourcetext))
 		report_withheld(UINT64CONST(0));	/* the caller reports the query id */
 }
 
@@ -344,7 +345,7 @@ redact_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 {
 	/* Once per string: at its first statement. */
 	if (queryDesc->plannedstmt->stmt_location <= 0 && is_client_text(queryDesc->sourceText) &&
-		has_secret(queryDesc->sourceText))
+		redact_has_secret(queryDesc->sourceText))
 		report_withheld(queryDesc->plannedstmt->queryId);
 
 	if (prev_ExecutorRun_hook)

@@ -11,4 +11,7 @@ extern void redact_init(void);
 /* For functions that receive secrets: hides a literal-bearing statement from pg_stat_activity. */
 extern void redact_activity(void);
 
+/* Whether s holds an API-key- or JWT-shaped string (what the log never shows). */
+extern bool redact_has_secret(const char *s);
+
 #endif

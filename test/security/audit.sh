@@ -22,15 +22,14 @@ revoked=$(q -d "$db" -c "SELECT sdr_creds.create_api_key('$org', 'audit revoked'
 q -d "$db" -c "SELECT sdr_creds.revoke_api_key(id) FROM sdr_creds.api_keys WHERE name = 'audit revoked'" >/dev/null
 other_id=$(q -d "$db" -c "BEGIN; SELECT sdr_creds.act_as('$other'); SELECT (sdr_creds.store('other-crm', NULL, 'made-up-$marker-other', '{}')).credential ->> 'id'; COMMIT;" | sed -n 2p)
 secret=$(cat "$SDR_CLUSTER_DIR/keys/jwt_secret")
-jwt=$(q -d "$db" -c "SELECT t.jwt('{\"org_id\": \"$org\", \"sub\": \"audit-user\"}', '$secret')" 2>/dev/null)
-if [ -z "$jwt" ]; then  # t.jwt lives in the regression database; make one here
-  jwt=$(q -d "$db" <<SQL
+hs256() {  # SUB: an HS256 JWT for $org with that sub, under the cluster's jwt_secret
+  q -d "$db" <<SQL
 SELECT s || '.' || rtrim(translate(encode(public.hmac(s, '$secret', 'sha256'), 'base64'), E'+/\n', '-_'), '=')
   FROM (SELECT rtrim(translate(encode(convert_to('{"alg":"HS256","typ":"JWT"}', 'UTF8'), 'base64'), E'+/\n', '-_'), '=') || '.' ||
-               rtrim(translate(encode(convert_to('{"org_id": "$org", "sub": "audit-user"}', 'UTF8'), 'base64'), E'+/\n', '-_'), '=') AS s) x
+               rtrim(translate(encode(convert_to('{"org_id": "$org", "sub": "$1"}', 'UTF8'), 'base64'), E'+/\n', '-_'), '=') AS s) x
 SQL
-)
-fi
+}
+jwt=$(hs256 audit-user)
 
 # New sessions see a reloaded setting once the postmaster has read the file.
 audit_level() {
@@ -98,6 +97,18 @@ one "no credentials: 401" "action=authenticate org=- principal=- .* result=401 c
 one "a call after authenticating with a JWT: its sub" "action=list org=$org principal=jwt:audit-user credential=- provider=- result=ok"
 check "audit: list appears three times (key, JWT, key)" [ "$(count "action=list org=$org .* result=ok")" = 3 ]
 check "audit: nothing secret in the audit lines or the log" not grep -a -q -F -e "$marker" -e "$key" -e "$jwt" -e "$revoked" "$log"
+# A sub shaped like an API key (an identity provider's choice) names the caller
+# as "jwt:?" in the audit line and in the usage statistics, which others read.
+keysub=$(hs256 "sk_live_${marker}sub")
+start=$(stat -c %s "$log")
+psql -X -q -d "$db" -U sdr_audit_app >/dev/null 2>&1 <<SQL
+BEGIN; SELECT sdr_creds.authenticate('$keysub'); SELECT sdr_creds.list(); COMMIT;
+SQL
+lines=$(tail -c +"$((start + 1))" "$log" | grep -a -o 'AUDIT: sdr_creds .*')
+one "a sub shaped like an API key is written as ?" "action=list org=$org principal=jwt:\\? credential=- provider=- result=ok"
+check "usage: a sub shaped like an API key is counted as jwt:?, not kept" \
+  [ "$(q -d "$db" -c "SELECT count(*) FILTER (WHERE principal = 'jwt:?' AND action = 'list') || ' ' || count(*) FILTER (WHERE principal LIKE '%$marker%') FROM sdr_creds.usage")" = "1 0" ]
+check "audit: nothing of that sub in the log" not grep -a -q -F -e "$marker" -e "$keysub" "$log"
 denied=$(psql -X -d "$db" -U sdr_audit_app -c "SET sdr_creds.audit = 'none'" 2>&1)
 check "audit: the application role cannot turn auditing off" grep -q "permission denied" <<<"$denied"
 
