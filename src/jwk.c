@@ -152,22 +152,38 @@ rsa_key(const char *n64, const char *e64, const char **why)
 	return pkey;
 }
 
+/*
+ * One coordinate into out (coord bytes, big-endian), right-aligned. RFC 7518
+ * wants it full size, but some encoders (PyJWT before 2.8, among others) drop
+ * its leading zero bytes, as for any other integer: one key in 128 on P-256.
+ * The integer is the same, so a shorter one is padded back rather than refused.
+ */
+static bool
+ec_coordinate(const char *s, unsigned char *out, size_t coord)
+{
+	unsigned char buf[48 + 1];
+	size_t		len;
+
+	if (!b64url_into(s, buf, coord + 1, &len) || len > coord)
+		return false;
+	memset(out, 0, coord - len);
+	memcpy(out + coord - len, buf, len);
+	return true;
+}
+
 /* An EC public key on P-256 or P-384 from x and y; NULL (with *why) if refused. */
 static EVP_PKEY *
 ec_key(JwkType type, const char *x64, const char *y64, const char **why)
 {
 	size_t		coord = type == JWK_P256 ? 32 : 48;
-	unsigned char point[1 + 2 * 48 + 1];
-	size_t		xlen;
-	size_t		ylen;
+	unsigned char point[1 + 2 * 48];
 	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
 	EVP_PKEY   *pkey = NULL;
 	EVP_PKEY_CTX *check = NULL;
 
 	point[0] = 0x04;			/* uncompressed: 04 || x || y */
-	if (!b64url_into(x64, point + 1, coord + 1, &xlen) || xlen != coord ||
-		!b64url_into(y64, point + 1 + coord, coord + 1, &ylen) || ylen != coord)
-		*why = "EC key without valid \"x\" and \"y\" of its curve's size";
+	if (!ec_coordinate(x64, point + 1, coord) || !ec_coordinate(y64, point + 1 + coord, coord))
+		*why = "EC key without valid \"x\" and \"y\" of at most its curve's size";
 	else if (bld == NULL ||
 			 !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
 											  type == JWK_P256 ? "P-256" : "P-384", 0) ||

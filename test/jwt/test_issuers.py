@@ -97,6 +97,8 @@ def main():
         "an unsupported alg (HS256)": {"keys": [T.jwk(k.rsa, kid="a", alg="HS256")]},
         "an unsupported curve (secp256k1)": {"keys": [dict(T.jwk(k.p256, kid="a"), crv="secp256k1")]},
         "an EC point not on its curve": {"keys": [dict(T.jwk(k.p256, kid="a"), y=T.jwk(k.p256)["x"])]},
+        "an EC coordinate longer than its curve's": {"keys": [dict(T.jwk(k.p256, kid="a"),
+                                                                   x=T.b64(b"\x01" + b"x" * 32))]},
         "no keys": {"keys": []},
         "not a JWKS": {"kty": "RSA"},
     }
@@ -113,6 +115,15 @@ def main():
     iss = "https://generic.example/"
     for name, tok in T.accepted_tokens(k, claims(iss)):
         accepted(name, tok)
+
+    # ---- an EC key whose x starts with a zero byte, written short or full size
+    key, short, full = T.short_x_key()
+    for name, x in (("short, as PyJWT 2.6 writes it", short), ("full size", full)):
+        out, err = set_issuer("https://short-x.example/", {"keys": [dict(x, kid="p256")]})
+        check("set_issuer takes a P-256 key whose x starts with a zero byte, written %s" % name,
+              out != "" and err == "")
+        accepted("an ES256 token under that key (x written %s)" % name,
+                 T.mint(key, "ES256", claims("https://short-x.example/"), kid="p256"))
 
     # ---- the providers' JWKS shapes and org claims, several issuers at once
     providers = [

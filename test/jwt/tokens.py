@@ -59,6 +59,19 @@ def jwk(private_key, **extra):
     return d
 
 
+def short_x_key():
+    """A P-256 key whose x has a leading zero byte (one key in 256), and its
+    JWK twice: x written short, as PyJWT before 2.8 writes it (and as
+    jwk() above does here), and x written full size, as RFC 7518 asks."""
+    while True:
+        key = ec.generate_private_key(ec.SECP256R1())
+        x = key.public_key().public_numbers().x
+        if x < 1 << 248:
+            short = jwk(key)
+            full = dict(short, x=b64(x.to_bytes(32, "big")))
+            return key, short, full
+
+
 def self_signed_cert(private_key, name):
     """A throwaway certificate of an RSA key, base64 DER as in x5c."""
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
